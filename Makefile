@@ -1,0 +1,42 @@
+# SmartMiner Manager: `make test` and `make demo` install what they need on a Debian machine (as root).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := chromium chromium-driver docker.io busybox-static docker-compose procps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all install system-deps venv test demo bench clean
+
+all: test
+
+install: system-deps venv
+
+# Debian packages: only the missing ones, so a second run costs nothing.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+test: install
+	$(PY) -m pytest
+
+demo: install
+	$(PY) demo/run_demo.py
+
+bench: install
+	$(PY) bench/bench_analysis.py
+	$(PY) bench/bench_switch.py
+	$(PY) bench/bench_api.py
+	$(PY) bench/bench_idle.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
