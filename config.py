@@ -87,6 +87,16 @@ RANGES: dict[str, tuple[float, float]] = {
     "XMRIG_PORT": (1, 65535),
 }
 
+# The seed's per-coin rules, as data. Keys match a coin like wallet keys do (full name, first word of
+# the name, ticker or link slug, any case). json/coins.json (PATH_COINS) overrides or adds entries:
+#   miner_share  - the part of the block reward that goes to miners (Zephyr pays 75%)
+#   emission_24h - a fixed daily emission, for coins whose page shows none we can trust (Etica)
+#   hashrate_kh  - this rig's speed on the coin's algorithm when it differs from MY_HASHRATE_KH
+DEFAULT_COIN_RULES: dict[str, dict[str, float]] = {
+    "zephyr": {"miner_share": 0.75},
+    "etica": {"emission_24h": 4602.24},
+}
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
