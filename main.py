@@ -1,0 +1,380 @@
+"""SmartMiner Manager: the daemon and its command line.
+
+    python main.py                    run the daemon (API, command pipe, Discord, profit loop)
+    python main.py --once --dry-run   one analysis, print the ranking, change nothing
+    python main.py --once --json      one analysis, the ranking as JSON on stdout
+    python main.py --healthcheck      exit 0 when the running daemon's /healthz says healthy
+
+The profit loop runs on the main thread; the API server, the pipe reader and the Discord client
+run beside it. SIGTERM/SIGINT stop it within seconds and leave the worker container mining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable
+
+import config
+import utils
+from utils import log
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+HEARTBEAT_SECONDS = 60.0  # the loop proves it is alive at least this often (see /healthz)
+
+
+# --- command line ----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="main.py", description="SmartMiner Manager: keeps this rig on the most profitable coin.")
+    p.add_argument("--once", action="store_true", help="run one analysis (and, without --dry-run, apply it), then exit")
+    p.add_argument("--dry-run", action="store_true", help="decide, but only log the container that would be started or stopped")
+    p.add_argument("--json", action="store_true", help="with --once: print the ranking as JSON on stdout (logs go to stderr)")
+    p.add_argument("--env-file", default=".env", help="read settings from this file too (default: .env)")
+    p.add_argument("--healthcheck", action="store_true", help="exit 0 if the running daemon's /healthz is healthy (Docker HEALTHCHECK)")
+    return p.parse_args(argv)
+
+
+# --- start-up checks -------------------------------------------------------------------------------
+@dataclass
+class Check:
+    """One start-up check: what it looked at, and the line that says what to fix (empty when fine)."""
+
+    name: str
+    problem: str = ""
+    fatal_once: bool = True  # fatal for --once; the daemon logs it and keeps serving
+
+
+def check_files(s: config.Settings) -> list[Check]:
+    """Links, wallets and pools readable, with a hint that says how to fix each."""
+    hints = {
+        s.PATH_LINKS: "one MiningPoolStats coin URL per line (see links.txt in the repository)",
+        s.PATH_WALLETS: "copy json/wallets.example.json to json/wallets.json and put your addresses in",
+        s.PATH_POOLS: "a JSON object mapping each coin to \"host:port\" (see json/pools.json in the repository)",
+    }
+    out = []
+    for path, hint in hints.items():
+        problem = ""
+        if not os.path.isfile(path):
+            problem = f"{path} not found: {hint}"
+        elif path != s.PATH_LINKS:
+            try:
+                utils.read_json(path, expect=dict)
+            except utils.DataFileError as exc:
+                problem = f"{exc}: {hint}"
+        out.append(Check(os.path.basename(path), problem))
+    return out
+
+
+def check_browser(s: config.Settings) -> Check:
+    missing = [p for p in (s.CHROME_BIN, s.CHROMEDRIVER_PATH) if not os.access(p, os.X_OK)]
+    problem = ""
+    if missing:
+        problem = (f"{' and '.join(missing)} not found: install Debian's chromium and chromium-driver "
+                   "(apt-get install chromium chromium-driver) or set CHROME_BIN / CHROMEDRIVER_PATH")
+    return Check("chromium", problem)
+
+
+def check_docker() -> Check:
+    """Docker is only warned about: the controller retries every cycle."""
+    import miner_controller
+
+    try:
+        miner_controller.running_coin()
+        reachable = miner_controller.engine_reachable() if hasattr(miner_controller, "engine_reachable") else True
+    except Exception as exc:  # the controller should not raise, but start-up must not die of it
+        return Check("docker", f"Docker engine not usable ({exc}): will retry every cycle", fatal_once=False)
+    if not reachable:
+        return Check("docker", "Docker engine not reachable: mount /var/run/docker.sock or set DOCKER_HOST; will retry every cycle", fatal_once=False)
+    return Check("docker")
+
+
+def run_checks(s: config.Settings, docker: bool) -> list[Check]:
+    checks = check_files(s) + [check_browser(s)]
+    if docker:
+        checks.append(check_docker())
+    for c in checks:
+        if c.problem:
+            log(f"[{'ERROR' if c.fatal_once else 'WARN'}] {c.problem}", force=True)
+    return [c for c in checks if c.problem]
+
+
+def setup_hints(problems: list[Check]) -> str:
+    """The first-time setup message for the owner, or "" when nothing is missing."""
+    lines = [c.problem for c in problems if c.name in ("wallets.json", "pools.json", "links.txt") or c.name.endswith(".json")]
+    if not lines:
+        return ""
+    return "Setup needed before mining can start:\n- " + "\n- ".join(lines)
+
+
+# --- one analysis ----------------------------------------------------------------------------------
+def progress_printer(total: int) -> Callable[[str, str], None]:
+    """A progress callback for jsTrigger: one line per page event, with a page counter."""
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def progress(url: str, message: str) -> None:
+        config.state.beat()
+        with lock:
+            if message.lower().startswith(("done", "error", "failed", "ok")):
+                done.add(url)
+            count = len(done)
+        log(f"[INFO] [{count}/{total}] {utils.slug_of(url)}: {message}")
+
+    return progress
+
+
+def count_links(path: str) -> int:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return sum(1 for line in fh if line.strip() and not line.lstrip().startswith("#"))
+    except OSError:
+        return 0
+
+
+def analyse(abort: threading.Event | None = None):
+    """Run one market analysis and record it in the run state. Returns the Analysis, or None on a setup error."""
+    import strategy
+
+    s = config.settings()
+    log(f"[INFO] Market analysis started ({count_links(s.PATH_LINKS)} coin pages)")
+    try:
+        result = strategy.analyse(abort=abort, progress=progress_printer(count_links(s.PATH_LINKS)))
+    except strategy.SetupError as exc:
+        log(f"[ERROR] {exc}", force=True)
+        utils.incidents.raise_("setup", f"Setup problem, analysis skipped: {exc}")
+        return None
+    utils.incidents.clear("setup", "Setup problem fixed: analysis runs again")
+    config.state.update(
+        last_ranking=list(result.coins),
+        last_skipped=[{"coin": k.name, "url": k.url, "reason": k.reason} for k in result.skipped],
+        last_analysis=time.time(),
+    )
+    took = result.finished - result.started
+    best = result.best
+    log(f"[INFO] Analysis done in {took:.1f} s: {len(result.coins)} usable, {len(result.skipped)} skipped"
+        + (f", best {best['Coin name']} at ${strategy.rank_value(best):.4f}/day" if best else ""))
+    return result
+
+
+def apply_ranking(result, dry_run: bool) -> None:
+    """Hand the ranking to the controller, which keeps or switches the worker."""
+    import miner_controller
+
+    coins = list(result.coins) if result is not None else list(config.state.get("last_ranking"))
+    best = coins[0] if coins else None
+    if best is None and not config.state.get("pinned"):
+        log("[WARN] No usable coin in this analysis: the current worker keeps mining", force=True)
+        return
+    miner_controller.manage_worker(best, coins, dry_run=dry_run)
+
+
+def run_once(args: argparse.Namespace) -> int:
+    import strategy
+
+    problems = [c for c in run_checks(config.settings(), docker=False) if c.fatal_once]
+    if problems:
+        return EXIT_CONFIG
+    result = analyse()
+    if result is None:
+        return EXIT_CONFIG
+    if args.json:
+        json.dump(strategy.ranking_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(strategy.ranking_table(result))
+    apply_ranking(result, dry_run=args.dry_run)
+    return EXIT_OK
+
+
+# --- the daemon ------------------------------------------------------------------------------------
+@dataclass
+class Services:
+    """The threads beside the profit loop, so shutdown can stop each one."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    api: object | None = None
+    discord: object | None = None
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=guarded(name, target), name=name, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+
+def guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:
+    """A thread body that logs its crash in one line instead of dying silently."""
+
+    def run() -> None:
+        try:
+            target()
+        except Exception as exc:
+            log(f"[ERROR] {name} stopped: {type(exc).__name__}: {exc}", force=True)
+
+    return run
+
+
+def start_services(s: config.Settings) -> Services:
+    import api_wrapper
+    import commands
+    import discord_service
+
+    svc = Services()
+    try:
+        svc.api = api_wrapper.make_server(s.API_HOST, s.API_PORT)
+        svc.spawn("api", svc.api.serve_forever)
+        log(f"[INFO] API on http://{s.API_HOST}:{s.API_PORT} (/1/summary, /status, /healthz, /metrics)", force=True)
+    except OSError as exc:
+        log(f"[ERROR] API port {s.API_PORT} unavailable ({exc}): set API_PORT to a free port; continuing without the API", force=True)
+    svc.spawn("pipe", lambda: commands.listen_for_commands(stop=svc.stop, path=s.PIPE_PATH))
+    log(f"[INFO] Commands: echo \"help\" > {s.PIPE_PATH}", force=True)
+    svc.discord = discord_service.start_discord()
+    return svc
+
+
+def stop_services(svc: Services) -> None:
+    svc.stop.set()
+    if svc.api is not None:
+        svc.api.shutdown()
+        svc.api.server_close()
+    if svc.discord is not None:
+        try:
+            svc.discord.stop()
+        except Exception as exc:
+            log(f"[WARN] Discord did not stop cleanly: {exc}")
+    for t in svc.threads:
+        t.join(timeout=2.0)
+
+
+def install_signal_handlers(abort: threading.Event) -> None:
+    """SIGTERM/SIGINT: stop taking commands, abort a running analysis, leave the loop."""
+
+    def handler(signum, _frame) -> None:
+        log(f"[INFO] {signal.Signals(signum).name} received: shutting down (the worker keeps mining)", force=True)
+        abort.set()
+        config.state.shutdown.set()
+        config.state.wake.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@dataclass
+class LoopClock:
+    """When the next analysis and the next watchdog tick are due (monotonic seconds)."""
+
+    interval: float
+    watchdog: float
+    next_analysis: float = 0.0  # 0: analyse at once
+    next_watchdog: float = 0.0
+
+    def analysis_due(self, now: float) -> bool:
+        return now >= self.next_analysis
+
+    def analysed(self, now: float) -> None:
+        self.next_analysis = now + self.interval
+        config.state.update(next_analysis=time.time() + self.interval)
+
+    def wait_seconds(self, now: float) -> float:
+        return max(0.0, min(self.next_analysis - now, self.next_watchdog - now, HEARTBEAT_SECONDS))
+
+
+def profit_loop(dry_run: bool, abort: threading.Event) -> None:
+    """Analyse every HOURS_INTERVAL hours, apply the ranking, tick the watchdog in between."""
+    import miner_controller
+
+    s = config.settings()
+    st = config.state
+    clock = LoopClock(interval=s.HOURS_INTERVAL * 3600.0, watchdog=s.WATCHDOG_SECONDS)
+    applied_pin = st.get("pinned")
+    while not st.shutdown.is_set():
+        st.beat()
+        now = time.monotonic()
+        forced = st.get("force_check")
+        if forced:
+            st.update(force_check=False)
+        if st.get("paused"):
+            if clock.analysis_due(now):
+                log("[INFO] Paused: analysis skipped (send \"miner start\" to resume)")
+                clock.analysed(now)
+        elif forced or clock.analysis_due(now):
+            result = analyse(abort)
+            clock.analysed(time.monotonic())
+            if result is not None and not st.shutdown.is_set():
+                apply_ranking(result, dry_run)
+            applied_pin = st.get("pinned")
+        elif st.get("pinned") != applied_pin:
+            applied_pin = st.get("pinned")
+            log(f"[INFO] Pin changed to {applied_pin or 'none'}: applying it to the last ranking")
+            apply_ranking(None, dry_run)
+        now = time.monotonic()
+        if now >= clock.next_watchdog:
+            clock.next_watchdog = now + clock.watchdog
+            if not st.get("paused") and not dry_run:
+                miner_controller.watchdog_tick()
+        st.wake.wait(clock.wait_seconds(time.monotonic()))
+        st.wake.clear()
+    st.update(loop_alive=False)
+
+
+def startup_banner(s: config.Settings, dry_run: bool) -> None:
+    log(f"[INFO] SmartMiner Manager starting: {s.MY_HASHRATE_KH:g} kH/s, {s.MINER_THREADS} thread(s), "
+        f"check every {s.HOURS_INTERVAL:g} h, switch at +{(s.INCOME_TRESHOLD - 1) * 100:.0f}%"
+        + (" (dry run: no container is started or stopped)" if dry_run else ""), force=True)
+    log(f"[INFO] Worker: container {s.CONTAINER_NAME}, image {s.IMAGE_NAME}", force=True)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    s = config.settings()
+    abort = threading.Event()
+    install_signal_handlers(abort)
+    startup_banner(s, args.dry_run)
+    problems = run_checks(s, docker=not args.dry_run)
+    svc = start_services(s)
+    hints = setup_hints(problems)
+    utils.notify("SmartMiner Manager started" + (f" on {s.MY_HASHRATE_KH:g} kH/s" if not hints else "") + (f"\n{hints}" if hints else ""))
+    try:
+        profit_loop(args.dry_run, abort)
+    finally:
+        log("[INFO] Stopping services...", force=True)
+        stop_services(svc)
+    log("[INFO] SmartMiner Manager stopped; the worker container keeps mining", force=True)
+    return EXIT_OK
+
+
+def healthcheck() -> int:
+    """For Docker's HEALTHCHECK: ask the running daemon's /healthz on loopback."""
+    port = config.settings().API_PORT
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return EXIT_OK if resp.status == 200 else 1
+    except Exception as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        s = config.load_settings(env_file=args.env_file)
+    except config.ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    config.set_settings(s)
+    utils.setup_logging(s.LOG_LEVEL)
+    if args.healthcheck:
+        return healthcheck()
+    if args.once:
+        return run_once(args)
+    return run_daemon(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
