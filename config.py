@@ -155,6 +155,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         if f.name not in merged:
             continue
         kind = types[f.type] if isinstance(f.type, str) else f.type
+        if kind is not str and not merged[f.name].strip():
+            continue  # "MINER_THREADS=" in .env means "the default", not an error
         value = _convert(f.name, kind, merged[f.name])
         _check_range(f.name, value)
         values[f.name] = value

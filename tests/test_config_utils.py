@@ -184,3 +184,8 @@ def test_incidents_notify_once_and_on_clear():
     assert inc.clear("docker", "Docker back") is True
     assert inc.clear("docker") is False
     assert sent == ["Docker down", "Docker back"]
+
+
+def test_empty_value_means_default():
+    s = config.load_settings(environ={"MINER_THREADS": "", "DC_API_KEY": ""}, env_file=None)
+    assert s.MINER_THREADS == 1 and s.DC_API_KEY == ""

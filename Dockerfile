@@ -1,0 +1,27 @@
+# SmartMiner Manager image: Python + Debian's Chromium and ChromeDriver (no driver download, ever).
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium chromium-driver \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV CHROME_BIN=/usr/bin/chromium \
+    CHROMEDRIVER_PATH=/usr/bin/chromedriver \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIPE_PATH=/run/smartminer/miner_comm
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY *.py links.txt ./
+COPY json/pools.json json/config.json json/wallets.example.json json/coins.example.json ./json/
+
+EXPOSE 4000
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
+  CMD ["python", "main.py", "--healthcheck"]
+
+# SIGTERM stops the manager within seconds; the worker container keeps mining.
+STOPSIGNAL SIGTERM
+CMD ["python", "main.py"]
