@@ -138,8 +138,11 @@ def count_links(path: str) -> int:
         return 0
 
 
-def analyse(abort: threading.Event | None = None):
-    """Run one market analysis and record it in the run state. Returns the Analysis, or None on a setup error."""
+def analyse(abort: threading.Event | None = None, show_table: bool = False):
+    """Run one market analysis and record it in the run state. Returns the Analysis, or None on a setup error.
+
+    `show_table` logs the ranking table too (the daemon); `--once` prints it on stdout instead.
+    """
     import strategy
 
     s = config.settings()
@@ -160,6 +163,8 @@ def analyse(abort: threading.Event | None = None):
     best = result.best
     log(f"[INFO] Analysis done in {took:.1f} s: {len(result.coins)} usable, {len(result.skipped)} skipped"
         + (f", best {best['Coin name']} at ${strategy.rank_value(best):.4f}/day" if best else ""))
+    if show_table:
+        log("[INFO] Ranking:\n" + strategy.ranking_table(result))
     return result
 
 
@@ -293,24 +298,27 @@ def profit_loop(dry_run: bool, abort: threading.Event) -> None:
     s = config.settings()
     st = config.state
     clock = LoopClock(interval=s.HOURS_INTERVAL * 3600.0, watchdog=s.WATCHDOG_SECONDS)
+    clock.next_watchdog = time.monotonic() + clock.watchdog
     applied_pin = st.get("pinned")
     while not st.shutdown.is_set():
+        st.wake.clear()  # before acting: a command arriving meanwhile wakes the next wait at once
         st.beat()
         now = time.monotonic()
         forced = st.get("force_check")
         if forced:
             st.update(force_check=False)
-        if st.get("paused"):
-            if clock.analysis_due(now):
-                log("[INFO] Paused: analysis skipped (send \"miner start\" to resume)")
-                clock.analysed(now)
-        elif forced or clock.analysis_due(now):
-            result = analyse(abort)
+        paused = st.get("paused")
+        if forced or (clock.analysis_due(now) and not paused):
+            # `check` analyses even while paused; only an unpaused loop acts on the result.
+            result = analyse(abort, show_table=True)
             clock.analysed(time.monotonic())
-            if result is not None and not st.shutdown.is_set():
+            if result is not None and not st.get("paused") and not st.shutdown.is_set():
                 apply_ranking(result, dry_run)
             applied_pin = st.get("pinned")
-        elif st.get("pinned") != applied_pin:
+        elif clock.analysis_due(now):
+            log("[INFO] Paused: scheduled analysis skipped (send \"miner start\" to resume)")
+            clock.analysed(now)
+        elif st.get("pinned") != applied_pin and not paused:
             applied_pin = st.get("pinned")
             log(f"[INFO] Pin changed to {applied_pin or 'none'}: applying it to the last ranking")
             apply_ranking(None, dry_run)
@@ -320,7 +328,6 @@ def profit_loop(dry_run: bool, abort: threading.Event) -> None:
             if not st.get("paused") and not dry_run:
                 miner_controller.watchdog_tick()
         st.wake.wait(clock.wait_seconds(time.monotonic()))
-        st.wake.clear()
     st.update(loop_alive=False)
 
 
