@@ -1,0 +1,334 @@
+"""Render JavaScript coin pages with headless Chromium (Selenium), a small pool of browsers at a time.
+
+`process_urls(urls)` returns `{url: html}` or `{url: "Error: <reason>"}` and never raises for a bad
+page. Each browser serves several URLs of one analysis, and every browser is quit (its process tree
+killed if quitting fails) before `process_urls` returns, errors and aborts included.
+"""
+from __future__ import annotations
+
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import config
+from utils import log
+
+Progress = Callable[[str, str], None]
+
+ERROR_PREFIX = "Error: "
+CONSENT_SELECTORS = ".fc-cta-consent, .fc-primary-button"
+READY_SELECTOR = "#nethash"
+POLL_SECONDS = 0.1
+ABORT_GRACE_SECONDS = 1.0  # after an abort, how long workers get to stop before their browsers are killed
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-crash-reporter",
+    "--disable-breakpad",
+    "--disable-blink-features=AutomationControlled",
+    "--window-size=1366,768",
+    "--lang=en-US",
+)
+
+# Runs before any page script: a basic bot check reads navigator.webdriver.
+HIDE_WEBDRIVER_JS = "Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => false, configurable: true});"
+
+# One round trip per poll: HTTP status of the document, consent click when a button shows, #nethash text.
+POLL_JS = """
+const nav = performance.getEntriesByType('navigation')[0];
+const status = nav && nav.responseStatus ? nav.responseStatus : 0;
+let clicked = false;
+for (const b of document.querySelectorAll(arguments[0])) {
+  if (b.offsetParent !== null || b.getClientRects().length) { b.click(); clicked = true; break; }
+}
+const el = document.querySelector(arguments[1]);
+return [status, el ? el.textContent.trim() : null, clicked];
+"""
+
+
+class RenderError(Exception):
+    """A page could not be rendered; the message is the reason shown after "Error: "."""
+
+
+class Aborted(RenderError):
+    pass
+
+
+def desktop_user_agent(browser_ua: str) -> str:
+    """The browser's own user agent with the headless marker removed ("HeadlessChrome/1.2" -> "Chrome/1.2")."""
+    return browser_ua.replace("HeadlessChrome", "Chrome").replace("Headless", "")
+
+
+def is_error(result: str) -> bool:
+    return result.startswith(ERROR_PREFIX)
+
+
+@dataclass
+class Browser:
+    """One Chromium with its chromedriver and its own throw-away profile folder."""
+
+    driver: object
+    profile_dir: str
+    procs: dict = field(default_factory=dict)  # pid -> psutil.Process (which guards against pid reuse)
+
+    def remember_tree(self) -> None:
+        """Note chromedriver's and Chromium's processes, so they can be killed even after the driver is gone."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.driver.service.process.pid)
+            self.procs.setdefault(root.pid, root)
+        except (psutil.Error, AttributeError):
+            pass
+        for proc in list(self.procs.values()):  # Chromium outlives a killed chromedriver: walk from each
+            try:
+                for child in proc.children(recursive=True):
+                    self.procs.setdefault(child.pid, child)
+            except psutil.Error:
+                continue
+
+    def close(self) -> None:
+        """Quit the browser; kill whatever of its process tree survives; remove its profile."""
+        self.remember_tree()
+        try:
+            self.driver.quit()
+        except Exception as exc:  # a dead or hung driver: the kill below does the job
+            log(f"[WARN] Browser did not quit cleanly ({type(exc).__name__}); killing its processes")
+        kill_tree(list(self.procs.values()))
+        shutil.rmtree(self.profile_dir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Stop it now, from another thread: any call the worker is blocked in fails at once."""
+        self.remember_tree()
+        kill_tree(list(self.procs.values()))
+
+
+def kill_tree(procs: list) -> None:
+    """Kill these psutil processes (those still running: psutil checks the pid was not reused) and reap them."""
+    import psutil
+
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=3)
+
+
+def _options(profile_dir: str):
+    from selenium.webdriver.chrome.options import Options
+
+    opts = Options()
+    opts.binary_location = config.settings().CHROME_BIN
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={profile_dir}")
+    opts.add_experimental_option("excludeSwitches", ["enable-automation"])
+    opts.page_load_strategy = "eager"  # DOM ready is enough: we poll for the data ourselves
+    return opts
+
+
+def start_browser() -> Browser:
+    """A stealthy headless Chromium. Raises RenderError when it cannot start."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    s = config.settings()
+    profile = tempfile.mkdtemp(prefix="smartminer-chrome-")
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=s.CHROMEDRIVER_PATH), options=_options(profile))
+    except Exception as exc:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise RenderError(f"browser failed to start: {_short(exc)}") from None
+    browser = Browser(driver, profile)
+    browser.remember_tree()
+    try:
+        ua = desktop_user_agent(driver.execute_cdp_cmd("Browser.getVersion", {})["userAgent"])
+        driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": ua, "acceptLanguage": "en-US,en"})
+        driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HIDE_WEBDRIVER_JS})
+    except Exception as exc:
+        browser.close()
+        raise RenderError(f"browser set-up failed: {_short(exc)}") from None
+    return browser
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one short line (Selenium messages carry stack traces)."""
+    text = (getattr(exc, "msg", None) or str(exc) or type(exc).__name__).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def render(browser: Browser, url: str, deadline: float, abort: threading.Event) -> str:
+    """Load `url`, click a consent button if one shows, wait for #nethash text; the page source.
+
+    Raises RenderError (timeout, HTTP error, browser fault) or Aborted.
+    """
+    from selenium.common.exceptions import TimeoutException
+
+    driver = browser.driver
+    timeout = max(0.5, deadline - time.monotonic())
+    driver.set_page_load_timeout(timeout)
+    try:
+        driver.get(url)
+    except TimeoutException:
+        raise RenderError(f"page did not load within {config.settings().PAGE_TIMEOUT:g} s") from None
+    except Exception as exc:
+        raise _fault(exc, abort) from None
+    while True:
+        if abort.is_set():
+            raise Aborted("aborted")
+        try:
+            status, text, _clicked = driver.execute_script(POLL_JS, CONSENT_SELECTORS, READY_SELECTOR)
+        except Exception as exc:
+            raise _fault(exc, abort) from None
+        if status >= 400:
+            raise RenderError(f"HTTP {status}")
+        if text:
+            return driver.page_source
+        if time.monotonic() >= deadline:
+            what = "has no #nethash element" if text is None else "#nethash stayed empty"
+            raise RenderError(f"timed out after {config.settings().PAGE_TIMEOUT:g} s: page {what}")
+        time.sleep(POLL_SECONDS)
+
+
+def _fault(exc: Exception, abort: threading.Event) -> RenderError:
+    if abort.is_set():
+        return Aborted("aborted")
+    return RenderError(f"browser error: {_short(exc)}")
+
+
+@dataclass
+class _Job:
+    urls: "queue.Queue[str]"
+    results: dict[str, str]
+    abort: threading.Event
+    progress: Progress | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    browsers: list[Browser] = field(default_factory=list)
+
+    def report(self, url: str, message: str) -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(url, message)
+        except Exception as exc:  # a broken progress callback must not cost a page
+            log(f"[WARN] progress callback failed: {exc}")
+
+    def track(self, browser: Browser | None) -> None:
+        with self.lock:
+            if browser is not None:
+                self.browsers.append(browser)
+
+    def untrack(self, browser: Browser) -> None:
+        with self.lock:
+            if browser in self.browsers:
+                self.browsers.remove(browser)
+
+
+def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[str, Browser | None]:
+    """One page, with one retry inside its time budget. Returns (result, browser to keep using)."""
+    deadline: float | None = None  # the page's budget starts once a browser is up
+    reason = "not tried"
+    for attempt in (1, 2):
+        if job.abort.is_set():
+            return ERROR_PREFIX + "aborted", browser
+        try:
+            if browser is None:
+                browser = start_browser()
+                job.track(browser)
+            deadline = deadline or time.monotonic() + config.settings().PAGE_TIMEOUT
+            return render(browser, url, deadline, job.abort), browser
+        except Aborted:
+            return ERROR_PREFIX + "aborted", browser
+        except RenderError as exc:
+            reason = str(exc)
+        if reason.startswith(("browser error", "browser set-up")) and browser is not None:
+            _retire(job, browser)  # a broken browser is replaced for the retry
+            browser = None
+        if (deadline is not None and time.monotonic() >= deadline) or reason.startswith(("timed out", "page did not")):
+            break
+        if attempt == 1:
+            log(f"[WARN] {url}: {reason}; retrying once")
+    return ERROR_PREFIX + reason, browser
+
+
+def _retire(job: _Job, browser: Browser) -> None:
+    job.untrack(browser)
+    browser.close()
+
+
+def _worker(job: _Job) -> None:
+    browser: Browser | None = None
+    try:
+        while not job.abort.is_set():
+            try:
+                url = job.urls.get_nowait()
+            except queue.Empty:
+                break
+            job.report(url, "rendering")
+            started = time.monotonic()
+            result, browser = _render_with_retry(job, browser, url)
+            with job.lock:
+                job.results[url] = result
+            took = time.monotonic() - started
+            job.report(url, result if is_error(result) else f"ok ({took:.1f} s)")
+    except Exception as exc:  # never let a worker die silently: its pages get a reason
+        log(f"[ERROR] Browser worker failed: {_short(exc)}")
+    finally:
+        if browser is not None:
+            _retire(job, browser)
+
+
+def process_urls(
+    urls: list[str],
+    abort: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> dict[str, str]:
+    """Render every URL; `{url: html or "Error: <reason>"}` in the order given.
+
+    Uses BROWSERS browsers at most, each reused across URLs. `abort` set mid-run makes it return
+    promptly: unfinished URLs get "Error: aborted". No Chromium process outlives this call.
+    """
+    abort = abort or threading.Event()
+    unique = list(dict.fromkeys(urls))
+    job = _Job(queue.Queue(), {}, abort, progress)
+    for url in unique:
+        job.urls.put(url)
+    count = min(config.settings().BROWSERS, len(unique))
+    threads = [threading.Thread(target=_worker, args=(job,), name=f"browser-{i}", daemon=True) for i in range(count)]
+    for t in threads:
+        t.start()
+    _wait(threads, job)
+    with job.lock:
+        return {url: job.results.get(url, ERROR_PREFIX + ("aborted" if abort.is_set() else "not rendered")) for url in unique}
+
+
+def _wait(threads: list[threading.Thread], job: _Job) -> None:
+    """Join the workers; on abort give them a moment, then kill their browsers so they unblock."""
+    while any(t.is_alive() for t in threads):
+        if job.abort.wait(POLL_SECONDS):
+            break
+    if not job.abort.is_set():
+        return
+    grace = time.monotonic() + ABORT_GRACE_SECONDS
+    for t in threads:
+        t.join(max(0.0, grace - time.monotonic()))
+    with job.lock:
+        stuck = list(job.browsers)
+    for browser in stuck:
+        browser.kill()
+    for t in threads:
+        t.join(10)
