@@ -13,6 +13,7 @@ import commands
 import config
 import utils
 from commands import Command, parse
+from tests.log_capture import captured_log, messages
 
 # --- parser (pure) -------------------------------------------------------------------------------
 
@@ -73,14 +74,14 @@ def notes():
     utils.remove_notifier(got.append)
 
 
-def test_miner_stop_pauses_and_notifies(notes, caplog):
+def test_miner_stop_pauses_and_notifies(notes):
     # No Docker engine is reachable in this test: the controller must cope and the command still pauses.
-    with caplog.at_level(logging.INFO, logger=utils.LOGGER_NAME):
+    with captured_log(logging.INFO) as recs:
         reply = commands.execute("Miner Stop", source="pipe")
     assert config.state.get("paused") is True
     assert "Paused" in reply
     assert "Worker stopped (paused by pipe)" in notes
-    assert any("command from pipe: miner stop" in r.getMessage() for r in caplog.records)
+    assert any("command from pipe: miner stop" in r.getMessage() for r in recs)
 
 
 def test_miner_start_unpauses_and_wakes(notes):
@@ -147,12 +148,12 @@ def test_exit_sets_shutdown_and_wakes():
     assert config.state.shutdown.is_set() and config.state.wake.is_set()
 
 
-def test_unknown_is_logged_once_and_changes_nothing(caplog):
+def test_unknown_is_logged_once_and_changes_nothing():
     before = config.state.snapshot()
-    with caplog.at_level(logging.DEBUG, logger=utils.LOGGER_NAME):
+    with captured_log(logging.DEBUG) as recs:
         assert commands.execute("fly to the moon") == commands.UNKNOWN_REPLY
     assert config.state.snapshot() == before
-    assert len([r for r in caplog.records if "fly to the moon" in r.getMessage()]) == 1
+    assert len([r for r in recs if "fly to the moon" in r.getMessage()]) == 1
 
 
 # --- the line splitter (pure) -------------------------------------------------------------------
@@ -248,15 +249,15 @@ def test_fifo_created_with_mode_0600_and_commands_run(tmp_path, monkeypatch):
     assert config.state.get("logs_enabled") is False
 
 
-def test_regular_file_is_replaced_by_fifo(tmp_path, monkeypatch, caplog):
+def test_regular_file_is_replaced_by_fifo(tmp_path, monkeypatch):
     path = str(tmp_path / "miner_comm")
     with open(path, "w") as fh:
         fh.write("exit\n")  # a stale file must not be executed
-    with caplog.at_level(logging.WARNING, logger=utils.LOGGER_NAME), Reader(path, monkeypatch) as r:
+    with captured_log(logging.WARNING) as recs, Reader(path, monkeypatch) as r:
         write(path, b"logs off")  # no newline: EOF ends the line
         assert r.wait_lines(1) == ["logs off"]
     assert not config.state.shutdown.is_set()
-    assert any("not a FIFO" in rec.getMessage() for rec in caplog.records)
+    assert any("not a FIFO" in rec.getMessage() for rec in recs)
 
 
 def test_two_writers_at_once(tmp_path, monkeypatch):
@@ -272,14 +273,14 @@ def test_two_writers_at_once(tmp_path, monkeypatch):
     assert lines[:20] == [f"pin coin{i}" for i in range(20)] and lines[20] == "unpin"
 
 
-def test_long_line_and_binary_junk_do_not_stop_the_reader(tmp_path, monkeypatch, caplog):
+def test_long_line_and_binary_junk_do_not_stop_the_reader(tmp_path, monkeypatch):
     path = str(tmp_path / "miner_comm")
-    with caplog.at_level(logging.WARNING, logger=utils.LOGGER_NAME), Reader(path, monkeypatch) as r:
+    with captured_log(logging.WARNING) as recs, Reader(path, monkeypatch) as r:
         write(path, b"pin " + b"a" * 5000 + b"\n\x80\x81\xfe\nlogs off\n")
         assert r.wait_lines(1) == ["logs off"]
-    messages = [rec.getMessage() for rec in caplog.records]
-    assert any("5004 bytes" in m for m in messages)
-    assert any("non-UTF-8" in m for m in messages)
+    logged = messages(recs)
+    assert any("5004 bytes" in m for m in logged)
+    assert any("non-UTF-8" in m for m in logged)
     assert config.state.get("pinned") is None
 
 
