@@ -29,3 +29,4 @@ def _fresh_state():
     yield
     config.set_settings(None)
     config.reset_state()
+from tests.fixtures_docker import docker_engine  # noqa: F401
