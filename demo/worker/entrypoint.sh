@@ -7,6 +7,17 @@
 # The same two can come from the XMRig config file given with --config=FILE, as the numeric fields
 # "standin_hashrate" and "standin_exit_after", so a test can shape a worker the manager starts itself.
 
+# First of all: as PID 1 the shell ignores SIGTERM unless it has a handler, and a stop can come
+# right after the start.
+HTTPD_PID=""
+CHILD=""
+stop() {
+    [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null
+    [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null
+    exit "${1:-0}"
+}
+trap 'stop 0' TERM INT
+
 PORT=""
 CONFIG=""
 POOL=""
@@ -54,15 +65,6 @@ summary() {
  "standin_args":"${ARGS_JSON}"}
 JSON
 }
-
-HTTPD_PID=""
-CHILD=""
-stop() {
-    [ -n "$HTTPD_PID" ] && kill "$HTTPD_PID" 2>/dev/null
-    [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null
-    exit "${1:-0}"
-}
-trap 'stop 0' TERM INT
 
 if [ -n "$PORT" ]; then
     mkdir -p /www/1 /www/2
