@@ -463,6 +463,25 @@ def _dry_run(decision: Decision, container: Any) -> None:
               f"({decision.reason})", force=True)
 
 
+def _image_missing(image: str) -> None:
+    text = f"Worker image {image} not found: " + BUILD_HINT.format(image=image)
+    utils.log(f"[ERROR] {text}")
+    utils.incidents.raise_("image-missing", text)
+
+
+def _has_image(client: Any) -> bool:
+    """Whether the worker image is on the engine (checked before the old worker is stopped)."""
+    import docker
+
+    image = config.settings().IMAGE_NAME
+    try:
+        _engine_call("inspect image", client.images.get, image)
+    except docker.errors.ImageNotFound:
+        _image_missing(image)
+        return False
+    return True
+
+
 def _start(client: Any, decision: Decision) -> bool:
     """Start the target; image missing or an engine error is logged (once notified), never raised."""
     import docker
@@ -471,9 +490,7 @@ def _start(client: Any, decision: Decision) -> bool:
     try:
         start_worker(client, decision.target)
     except docker.errors.ImageNotFound:
-        text = f"Worker image {s.IMAGE_NAME} not found: " + BUILD_HINT.format(image=s.IMAGE_NAME)
-        utils.log(f"[ERROR] {text}")
-        utils.incidents.raise_("image-missing", text)
+        _image_missing(s.IMAGE_NAME)
         return False
     except docker.errors.APIError as exc:
         text = f"Could not start the worker for {_describe(decision.target)}: {exc.explanation or exc}"
@@ -503,6 +520,8 @@ def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
         _log_stay(decision, previous, ranking)
         _after_stay(container, decision)
         return decision
+    if not _has_image(client):
+        return decision  # keep the old worker mining rather than leave the rig idle
     if container is not None:
         utils.log(f"[INFO] Removing worker {s.CONTAINER_NAME} ({_label(container) or 'no coin'}, {_status_of(container)})")
         stop_and_remove(container)
@@ -549,6 +568,17 @@ def stop_current_container() -> bool:
         config.state.update(current_coin=None, current_since=None, current_income_usd=None)
         utils.log(f"[INFO] Worker {config.settings().CONTAINER_NAME} stopped and removed")
         return True
+
+
+def engine_reachable() -> bool:
+    """Whether the Docker engine answers now (start-up check). Never raises, logs nothing."""
+    try:
+        _engine_call("ping", get_client().ping)
+    except EngineDown:
+        return False
+    except Exception:  # an engine that answers with an error is reachable
+        return True
+    return True
 
 
 def _inspect() -> Any | None:

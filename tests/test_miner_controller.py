@@ -399,6 +399,14 @@ def test_a_missing_image_is_reported_once_and_leaves_nothing(worker, notes, logs
     assert len(logs.matching("ERROR Worker image smartminer_nowhere:latest not found")) == 3
 
 
+def test_a_missing_image_keeps_the_old_worker_mining(worker):
+    first = start_running(worker, [A])
+    config.override(IMAGE_NAME="smartminer_nowhere:latest")
+    assert mc.manage_worker(C, [C, A]).action == "switch"
+    now = engine_view(worker)
+    assert now.id == first.id and now.status == "running" and now.labels["mining_coin"] == "aaa"
+
+
 def test_a_start_that_fails_leaves_no_half_created_container(worker, notes):
     from demo.dockerd import build_standin_image
 
@@ -418,8 +426,10 @@ def test_an_unreachable_engine_is_one_line_and_one_notice(worker, notes, logs, t
     assert len([n for n in notes if "Docker engine unreachable" in n]) == 1
     assert len(logs.matching("ERROR Docker engine unreachable")) == 6
     assert mc.worker_status() == {} and mc.running_coin() is None
+    assert mc.engine_reachable() is False
     config.override(DOCKER_HOST=worker.url)  # the engine is back
     mc.reset_client()
+    assert mc.engine_reachable() is True
     assert mc.manage_worker(A, [A]).action == "start"
     assert engine_view(worker).status == "running"
     assert "Docker engine reachable again" in notes
