@@ -89,6 +89,7 @@ class DiscordService:
         self._stopping: asyncio.Event | None = None
         self._client: Any = None
         self._sender: asyncio.Task | None = None
+        self._handlers: set[asyncio.Task] = set()  # DM commands being answered
 
     # --- the thread-side API -----------------------------------------------------------------
     @property
@@ -228,6 +229,7 @@ class DiscordService:
                 await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopper.cancel()
+                await self._finish_handlers()
                 await self._cancel(self._sender)
                 self._sender = None
                 self.ready.clear()
@@ -248,6 +250,14 @@ class DiscordService:
             return True
         except asyncio.TimeoutError:
             return False
+
+    async def _finish_handlers(self, grace: float = 2.0) -> None:
+        """Let replies in flight finish (briefly), then cancel what is left."""
+        pending = {t for t in self._handlers if t is not asyncio.current_task()}
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            await self._cancel(task)
 
     @staticmethod
     async def _cancel(task: asyncio.Task | None) -> None:
@@ -294,8 +304,8 @@ class DiscordService:
                 fault = f"{exc.status}: {exc.text}"
             except (OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
                 fault = f"{type(exc).__name__}: {exc}"
-            if n == self._retries:
-                utils.log(f"[ERROR] Discord {what} failed {n} times ({fault}); dropped")
+            if n == self._retries or self._stopping.is_set():
+                utils.log(f"[ERROR] Discord {what} failed {n} time(s) ({fault}); dropped")
                 return False
             utils.log(f"[WARN] Discord {what} failed ({fault}); retry {n}/{self._retries - 1} in {delay:g} s")
             await asyncio.sleep(delay)
@@ -315,6 +325,14 @@ class DiscordService:
         if author != self._creds.owner_id:
             utils.logger.debug("Discord: ignored a DM from %s (not the owner)", author)
             return
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            await self._answer(message)
+        finally:
+            self._handlers.discard(task)
+
+    async def _answer(self, message: Any) -> None:
         import commands
 
         reply = await asyncio.to_thread(commands.execute, message.content, "discord")
