@@ -1,0 +1,174 @@
+"""The daemon end to end: `main.py` as a subprocess with real Chromium, the market pages on loopback,
+a real private dockerd with the stand-in worker image, the FIFO and the API.
+
+The steps share one daemon and build on each other, in order, as a miner's day would.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import require
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HWMON_AMD = os.path.join(ROOT, "tests", "fixtures", "hwmon", "amd")
+THRESHOLD = 1.05
+
+
+@pytest.fixture(scope="module")
+def rig():
+    for prog, what in (("/usr/bin/chromium", "Chromium"), ("/usr/bin/chromedriver", "ChromeDriver"),
+                       ("dockerd", "Debian's docker.io"), ("/bin/busybox", "busybox-static")):
+        require(prog, what)
+    from demo.rig import build_rig
+
+    r = build_rig(with_docker=True, HWMON_PATH=HWMON_AMD, INCOME_TRESHOLD=str(THRESHOLD), PAGE_TIMEOUT="15")
+    try:
+        r.start_daemon()
+        yield r
+    finally:
+        r.close()
+
+
+def worker(rig):
+    """The worker container as the engine reports it, or None."""
+    import docker
+
+    try:
+        c = rig.docker().containers.get(rig.env["CONTAINER_NAME"])
+    except docker.errors.NotFound:
+        return None
+    return c
+
+
+def running_coin(rig):
+    c = worker(rig)
+    return c.labels.get("mining_coin") if c is not None and c.status == "running" else None
+
+
+def status(rig):
+    return rig.get_json("/status")
+
+
+def analysed_after(rig, t0: float):
+    st = status(rig)
+    return st if (st.get("last_analysis") or 0) > t0 else None
+
+
+def income(coin: dict) -> float:
+    return coin["income_usd"]
+
+
+def price_of(rig, slug: str) -> float:
+    text = rig.market.market.get(slug).price
+    return float(text.replace("$", "").replace(",", "").strip())
+
+
+def set_income(rig, slug: str, ranking: list[dict], target_usd: float) -> None:
+    """Make coin `slug` pay `target_usd` a day by changing its price (income is linear in price).
+
+    `ranking` is /status's ranking, whose rows carry "key" and "income_usd"."""
+    coin = next(c for c in ranking if c["key"] == slug)
+    new_price = price_of(rig, slug) * target_usd / income(coin)
+    rig.market.set_coin(slug, price=f"${new_price:,.4f}")
+
+
+def check_now(rig, command: str = "check") -> dict:
+    t0 = time.time()
+    rig.send(command)
+    return rig.wait_for(lambda: analysed_after(rig, t0), 90, f"an analysis after '{command}'")
+
+
+def test_1_starts_the_best_coins_worker(rig):
+    st = rig.wait_for(lambda: (s := status(rig)) and s.get("current_coin") and s, 120, "the first worker")
+    best = st["ranking"][0]
+    assert rig.wait_for(lambda: running_coin(rig), 30, "a running worker") == best["key"]
+    c = worker(rig)
+    assert c.labels.get("smartminer.managed") == "true"
+    assert "-o" in c.attrs["Args"] and f"DEMO_WALLET_{best['key'].upper()}" in c.attrs["Args"]
+    assert c.attrs["HostConfig"]["NetworkMode"] == "host"
+
+
+def test_2_miner_stop_removes_the_worker_and_pauses(rig):
+    rig.send("miner stop")
+    rig.wait_for(lambda: worker(rig) is None, 30, "the worker to be removed")
+    assert status(rig)["paused"] is True
+
+
+def test_3_miner_start_switches_to_a_coin_that_now_leads(rig):
+    st = status(rig)
+    ranking = st["ranking"]
+    old_best, challenger = ranking[0], ranking[1]
+    # Lead by 30%, in steps the sanity guard accepts (it holds back jumps over 3x).
+    target = income(old_best) * 1.3
+    while income(challenger) * 2.5 < target:
+        set_income(rig, challenger["key"], ranking, income(challenger) * 2.5)
+        ranking = check_now(rig)["ranking"]
+        challenger = next(c for c in ranking if c["key"] == challenger["key"])
+        assert worker(rig) is None  # still paused: a check never starts a worker
+    set_income(rig, challenger["key"], ranking, target)
+    rig.send("miner start")
+    rig.wait_for(lambda: running_coin(rig) == challenger["key"], 90, f"a switch to {challenger['key']}")
+    st = status(rig)
+    assert st["paused"] is False and st["current_coin"] == challenger["key"]
+
+
+def test_4_a_gain_below_the_threshold_stays(rig):
+    st = status(rig)
+    ranking = st["ranking"]
+    current = next(c for c in ranking if c["key"] == st["current_coin"])
+    rival = next(c for c in ranking if c["key"] != current["key"])
+    before = worker(rig).id
+    set_income(rig, rival["key"], ranking, income(current) * 1.02)
+    after = check_now(rig)
+    assert after["ranking"][0]["key"] == rival["key"]  # the rival does lead now...
+    assert worker(rig).id == before and running_coin(rig) == current["key"]  # ...by too little to switch
+    assert "stay" in rig.logs().lower()
+
+
+def test_5_api_merges_standin_hashrate_and_sensors(rig):
+    def summary():
+        s = rig.get_json("/1/summary")
+        return s if "hashrate" in s else None
+
+    s = rig.wait_for(summary, 30, "XMRig's summary through the API")
+    assert s["hashrate"]["total"][0] > 0
+    assert isinstance(s["sensors"]["cpu_temp"], float) and s["host"]["uptime"] > 0
+
+
+def test_6_pin_and_unpin(rig):
+    ranking = status(rig)["ranking"]
+    best, worst = ranking[0], ranking[-1]
+    rig.send(f"pin {worst['symbol'].lower()}")  # the ticker, in any case, names the coin
+    rig.wait_for(lambda: running_coin(rig) == worst["key"], 60, f"the pinned coin {worst['key']}")
+    assert status(rig)["pinned"]
+    rig.send("unpin")  # the ranking rules again: the best pays far more than the threshold asks
+    rig.wait_for(lambda: running_coin(rig) == best["key"], 60, f"back to {best['key']} after unpin")
+    assert not status(rig)["pinned"]
+
+
+def test_7_a_hung_xmrig_does_not_slow_the_api(rig):
+    c = worker(rig)
+    c.pause()  # a paused container accepts connections and never answers
+    try:
+        time.sleep(1.5)  # let the cached summary expire
+        for _ in range(10):
+            with urllib.request.urlopen(rig.api + "/1/summary", timeout=2) as resp:  # the dashboard's timeout
+                assert resp.status == 200
+                body = resp.read()
+            assert b"sensors" in body
+    finally:
+        c.unpause()
+
+
+def test_8_sigterm_exits_cleanly_and_leaves_the_worker_mining(rig):
+    coin = running_coin(rig)
+    assert coin
+    rig.proc.send_signal(signal.SIGTERM)
+    assert rig.proc.wait(timeout=10) == 0
+    assert running_coin(rig) == coin
+    assert "worker container keeps mining" in rig.logs()
