@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -441,7 +443,7 @@ def test_an_engine_that_goes_down_mid_cycle_and_comes_back(notes, logs, tmp_path
 
     from demo.dockerd import build_standin_image, start_private_dockerd
 
-    base = tempfile_short()
+    base = tempfile.mkdtemp(prefix="smd-", dir="/tmp")  # short: unix socket paths are limited
     handle = start_private_dockerd(base)
     try:
         client = docker.DockerClient(base_url=handle.url, timeout=30)
@@ -465,15 +467,7 @@ def test_an_engine_that_goes_down_mid_cycle_and_comes_back(notes, logs, tmp_path
     finally:
         mc.reset_client()
         handle.stop()
-        import shutil
-
         shutil.rmtree(base, ignore_errors=True)
-
-
-def tempfile_short() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="smd-", dir="/tmp")
 
 
 def test_stop_current_container(worker, logs):
