@@ -204,7 +204,12 @@ def load_history(path: str) -> dict[str, dict]:
 
 # --- one coin ---------------------------------------------------------------------------------------
 class CoinSkip(Exception):
-    """This coin is left out of the ranking; str() is the reason."""
+    """This coin is left out of the ranking; str() is the reason. `expected` marks a user's choice
+    (no wallet or pool configured), logged as info rather than as a warning."""
+
+    def __init__(self, reason: str, expected: bool = False) -> None:
+        super().__init__(reason)
+        self.expected = expected
 
 
 def _rule_number(rule: dict, name: str, low: float, high: float) -> float | None:
@@ -234,7 +239,7 @@ def build_record(html: str, url: str, setup: Setup, power_cost: float | None) ->
     pool_key = match_key(setup.pools, name, symbol, url)
     missing = [what for what, key in (("wallet", wallet_key), ("pool", pool_key)) if key is None]
     if missing:
-        raise CoinSkip(f"no {' and no '.join(missing)} configured (keys: name, ticker or {slug!r})")
+        raise CoinSkip(f"no {' and no '.join(missing)} configured (keys: name, ticker or {slug!r})", expected=True)
     try:
         pool = parse_pool(setup.pools[pool_key])
     except ValueError as exc:
@@ -330,8 +335,7 @@ def _collect(setup: Setup, pages: dict[str, str], skipped: list[Skipped], power_
         try:
             record = build_record(html, url, setup, power_cost)
         except CoinSkip as exc:
-            level = "[INFO]" if str(exc).startswith("no wallet") or str(exc).startswith("no pool") else "[WARN]"
-            _skip(skipped, _name_of(html, slug), url, str(exc), level)
+            _skip(skipped, _name_of(html, slug), url, str(exc), "[INFO]" if exc.expected else "[WARN]")
             continue
         if _excluded_by_failures(record, failing):
             _skip(skipped, record["Coin name"], url, "worker kept failing", "[INFO]")

@@ -186,6 +186,7 @@ def test_analysis_ranks_and_explains_every_skip(tmp_path, chromium, snapshot_mar
     reasons = {s.name: s.reason for s in analysis.skipped}
     assert reasons["Dagger"] == "worker kept failing"
     assert reasons["Zephyr"].startswith("no wallet")
+    assert [r.levelno for r in logs.records if "Skipping Zephyr" in r.getMessage()] == [logging.INFO]
     assert "network hashrate" in reasons["Bytecoin"]
     assert reasons["error500"] == "HTTP 500"
     assert "'Nothing' matches no coin" in logs.text
