@@ -128,7 +128,7 @@ def _pin(cmd: Command, source: str) -> str:
         return f"No coin called {key[:80]!r}. Known coins: {', '.join(known_coins(ranking))}."
     config.state.update(pinned=key)
     config.state.request_wake()
-    _changed(source, f"pin {key!r}")
+    _changed(source, f"pin {key[:80]!r}")
     return f"Pinned {key}: it will be mined regardless of the ranking until `unpin`."
 
 

@@ -155,6 +155,16 @@ def test_transient_failures_are_retried(dc, make):
     assert [m.content for m in sent] == ["after two failures"] and dc.fail_posts == 0
 
 
+def test_incidents_reach_the_owner_once_and_on_clearing(dc, make):
+    started(make())
+    incidents = utils.Incidents()  # same class as utils.incidents, sending through utils.notify
+    incidents.raise_("engine", "Docker engine down for 3 cycles")
+    incidents.raise_("engine", "Docker engine down for 4 cycles")  # still open: not sent again
+    incidents.clear("engine", "Docker engine is back")
+    utils.notify("sentinel")
+    assert [m.content for m in dc.wait_dms(3)] == ["Docker engine down for 3 cycles", "Docker engine is back", "sentinel"]
+
+
 def test_owner_commands_run_and_get_replies(dc, make):
     started(make())
     dc.inject_message("  LOGS OFF ", OWNER)
