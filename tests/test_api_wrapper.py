@@ -58,6 +58,12 @@ class Api:
         self.thread.join(timeout=5)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_once():
+    """log_once remembers keys for the life of the process; each test starts with none."""
+    api_wrapper._logged.clear()
+
+
 @pytest.fixture
 def standin():
     s = XmrigStandin(mode="up", hashrate=17300.0)
@@ -247,6 +253,8 @@ def test_over_long_header_is_refused_and_the_server_keeps_serving(api):
     assert b" 431 " in answer.split(b"\r\n", 1)[0]
     answer = api.raw(b"GET /1/summary HTTP/1.1\r\n" + b"X-H: 1\r\n" * 200 + b"\r\n")
     assert b" 431 " in answer.split(b"\r\n", 1)[0]
+    answer = api.raw(b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
+    assert b" 414 " in answer.split(b"\r\n", 1)[0]
     assert api.get("/1/summary").status_code == 200
 
 
