@@ -113,8 +113,9 @@ def test_3_miner_start_switches_to_a_coin_that_now_leads(rig):
     set_income(rig, challenger["key"], ranking, target)
     rig.send("miner start")
     rig.wait_for(lambda: running_coin(rig) == challenger["key"], 90, f"a switch to {challenger['key']}")
-    st = status(rig)
-    assert st["paused"] is False and st["current_coin"] == challenger["key"]
+    # The engine runs the new worker a moment before the controller records it in the state.
+    st = rig.wait_for(lambda: (s := status(rig))["current_coin"] == challenger["key"] and s, 30, "the state to follow")
+    assert st["paused"] is False
 
 
 def test_4_a_gain_below_the_threshold_stays(rig):
