@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -462,6 +463,11 @@ def metrics_text(summary: dict | None, facts: HostFacts | None, snap: dict) -> s
     return "\n".join(lines) + "\n"
 
 
+def _summary_of(upstream: Entry | None, facts: Entry | None) -> dict:
+    age = time.monotonic() - upstream.fetched if upstream else None
+    return summary_body(upstream.value if upstream else None, facts.value if facts else None, age)
+
+
 # --- HTTP ----------------------------------------------------------------------------------------
 class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -564,17 +570,13 @@ class ApiServer(ThreadingHTTPServer):
         cached = self._rendered.get(path)
         if cached and cached[0] is upstream and cached[1] is facts and cached[2] == stale:
             return 200, cached[3], JSON_TYPE  # same inputs: reuse the encoded body
-        body = _json_bytes(self.summary_dict(path, upstream, facts))
+        body = _json_bytes(_summary_of(upstream, facts))
         self._rendered[path] = (upstream, facts, stale, body)
         return 200, body, JSON_TYPE
 
-    def summary_dict(self, path: str = "/1/summary", upstream: Entry | None = ..., facts: Entry | None = ...) -> dict:
-        if upstream is ...:
-            upstream = self.xmrig.get(path)
-        if facts is ...:
-            facts = self.host_facts.get("host")
-        age = time.monotonic() - upstream.fetched if upstream else None
-        return summary_body(upstream.value if upstream else None, facts.value if facts else None, age)
+    def summary_dict(self, path: str = "/1/summary") -> dict:
+        """What /1/summary (or /2/summary) answers right now, as a dict (main's `status` may show it)."""
+        return _summary_of(self.xmrig.get(path), self.host_facts.get("host"))
 
     def _passthrough(self, path: str) -> tuple[int, bytes, str]:
         entry = self.xmrig.get(path)
@@ -600,8 +602,6 @@ class ApiServer(ThreadingHTTPServer):
     # --- life cycle ---
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is normal; anything else is logged once per kind."""
-        import sys
-
         exc = sys.exc_info()[1]
         if isinstance(exc, _CLIENT_GONE):
             return
