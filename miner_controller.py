@@ -318,9 +318,10 @@ def find_container(client: Any) -> Any | None:
 
 
 def _engine_down(exc: BaseException) -> None:
+    """One error line per outage, not one per caller: the API polls the worker's status often."""
     text = f"Docker engine unreachable ({exc}); will retry next cycle"
-    utils.log(f"[ERROR] {text}")
-    utils.incidents.raise_("docker-down", text)
+    first = utils.incidents.raise_("docker-down", text)
+    utils.log(f"[ERROR] {text}" if first else f"[DEBUG] {text}")
 
 
 def _engine_up() -> None:

@@ -426,7 +426,7 @@ def test_an_unreachable_engine_is_one_line_and_one_notice(worker, notes, logs, t
         assert mc.stop_current_container() is False
         mc.watchdog_tick()
     assert len([n for n in notes if "Docker engine unreachable" in n]) == 1
-    assert len(logs.matching("ERROR Docker engine unreachable")) == 6
+    assert len(logs.matching("ERROR Docker engine unreachable")) == 1  # one line per outage, not per call
     assert mc.worker_status() == {} and mc.running_coin() is None
     assert mc.engine_reachable() is False
     config.override(DOCKER_HOST=worker.url)  # the engine is back
