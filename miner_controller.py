@@ -278,8 +278,19 @@ def get_client() -> Any:
                 _client.ping()
             except _engine_errors() as exc:
                 _client = None
-                raise EngineDown(str(exc)) from None
+                raise EngineDown(engine_fault(exc, s.DOCKER_HOST)) from None
         return _client
+
+
+_FAULTS = ("No such file or directory", "Connection refused", "Permission denied", "timed out", "Read timed out")
+
+
+def engine_fault(exc: BaseException, host: str = "") -> str:
+    """A short reason for a failed connection, instead of the SDK's nested exception text."""
+    text = str(exc)
+    where = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    cause = next((f for f in _FAULTS if f in text), None)
+    return f"{where}: {cause}" if cause else f"{where}: {text[:160]}"
 
 
 def reset_client() -> None:
@@ -319,7 +330,7 @@ def find_container(client: Any) -> Any | None:
 
 def _engine_down(exc: BaseException) -> None:
     """One error line per outage, not one per caller: the API polls the worker's status often."""
-    text = f"Docker engine unreachable ({exc}); will retry next cycle"
+    text = f"Docker engine unreachable ({exc}): mount /var/run/docker.sock or set DOCKER_HOST; will retry next cycle"
     first = utils.incidents.raise_("docker-down", text)
     utils.log(f"[ERROR] {text}" if first else f"[DEBUG] {text}")
 
@@ -506,8 +517,14 @@ def _start(client: Any, decision: Decision) -> bool:
 def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
     s = config.settings()
     ranking = _ranking(best, coins)
-    client = get_client()
-    container = find_container(client)
+    try:
+        client = get_client()
+        container = find_container(client)
+    except EngineDown as exc:
+        if not dry_run:
+            raise
+        utils.log(f"[INFO] [DRY-RUN] Docker engine not reachable ({exc}): deciding as if no worker ran", force=True)
+        container = None
     running = _label(container) if container is not None and _status_of(container) == "running" else None
     decision = decide(running, ranking, s.INCOME_TRESHOLD, config.state.get("pinned"))
     if dry_run:
