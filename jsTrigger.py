@@ -40,12 +40,14 @@ CHROMIUM_FLAGS = (
     "--disable-crash-reporter",
     "--disable-breakpad",
     "--disable-blink-features=AutomationControlled",
-    # lighter: we only read text, so no images, audio, GPU process, page cache or translate service
+    # lighter: we only read text, so no images, audio, GPU process, page cache or translate service, and
+    # none of the browser-UI pages (omnibox popups) that headless Chromium otherwise preloads in renderers
     "--blink-settings=imagesEnabled=false",
     "--mute-audio",
     "--in-process-gpu",
     "--disable-back-forward-cache",
-    "--disable-features=Translate,OptimizationHints,MediaRouter,BackForwardCache",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,BackForwardCache,"
+    "WebUIOmniboxPopup,WebUIOmniboxFullPopup,WebUIOmniboxAimPopup,PreloadTopChromeWebUI",
     "--disable-client-side-phishing-detection",
     "--disable-default-apps",
     "--disable-domain-reliability",
