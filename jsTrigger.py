@@ -286,10 +286,9 @@ class _Job:
         except Exception as exc:  # a broken progress callback must not cost a page
             log(f"[WARN] progress callback failed: {exc}")
 
-    def track(self, browser: Browser | None) -> None:
+    def track(self, browser: Browser) -> None:
         with self.lock:
-            if browser is not None:
-                self.browsers.append(browser)
+            self.browsers.append(browser)
 
     def untrack(self, browser: Browser) -> None:
         with self.lock:

@@ -12,18 +12,9 @@ import pytest
 import config
 import jsTrigger
 from demo.market import CoinValues, MarketServer
-from tests.conftest import require
+from tests.fixtures_chromium import chromium, chromium_descendants  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def chromium():
-    config.override(
-        CHROME_BIN=require(config.settings().CHROME_BIN, "Chromium (Debian package chromium)"),
-        CHROMEDRIVER_PATH=require(config.settings().CHROMEDRIVER_PATH, "chromedriver (Debian package chromium-driver)"),
-        PAGE_TIMEOUT=3,
-    )
 
 
 @pytest.fixture
@@ -39,18 +30,6 @@ def market():
     )
     yield server
     server.close()
-
-
-def chromium_descendants() -> list[psutil.Process]:
-    """Chromium and chromedriver processes started by this test process (not other engineers')."""
-    out = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "chrom" in proc.name().lower() and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 def profiles() -> set[str]:

@@ -11,7 +11,7 @@ import config
 import strategy
 import utils
 from demo.market import CoinValues, MarketServer, coin_page_html
-from tests.conftest import require
+from tests.fixtures_chromium import chromium, chromium_descendants  # noqa: F401 (fixture)
 
 QRL_NAME, QRL_SYMBOL, QRL_URL = "Quantum Resistant Ledger", "QRL", "https://miningpoolstats.stream/quantumrl"
 
@@ -139,13 +139,8 @@ def write_inputs(tmp_path, links, wallets=None, pools=None, coins=None) -> dict[
 
 
 @pytest.fixture
-def chromium():
-    config.override(
-        CHROME_BIN=require(config.settings().CHROME_BIN, "Chromium (Debian package chromium)"),
-        CHROMEDRIVER_PATH=require(config.settings().CHROMEDRIVER_PATH, "chromedriver (Debian package chromium-driver)"),
-        PAGE_TIMEOUT=3,
-        BROWSERS=1,  # one browser start per analysis keeps these tests light; pooling is jsTrigger's test
-    )
+def browser(chromium):
+    config.override(BROWSERS=1)  # one browser start per analysis keeps these tests light; pooling is jsTrigger's test
 
 
 @pytest.fixture
@@ -162,7 +157,8 @@ def logs(caplog):
     return caplog
 
 
-def test_analysis_ranks_and_explains_every_skip(tmp_path, chromium, snapshot_market, logs):
+@pytest.mark.slow
+def test_analysis_ranks_and_explains_every_skip(tmp_path, browser, snapshot_market, logs):
     m = snapshot_market
     m.set_coin("garbage", name="Bytecoin", symbol="BCN", nethash="N/A")
     links = [m.url(s) for s in ("monero", "dagger", "etica_eti", "quantumrl", "zephyr", "garbage", "error500")]
@@ -196,9 +192,11 @@ def test_analysis_ranks_and_explains_every_skip(tmp_path, chromium, snapshot_mar
     assert [c["Key"] for c in as_json] == ["etica_eti", "quantumrl", "monero"]
     assert {"Coin name", "Income per day in usd", "Key", "Wallet", "Pool"} <= set(as_json[0])
     json.dumps(as_json)
+    assert chromium_descendants() == []
 
 
-def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, chromium, snapshot_market, logs):
+@pytest.mark.slow
+def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, browser, snapshot_market, logs):
     m = snapshot_market
     links = [m.url("monero"), m.url("zephyr")]
     files = write_inputs(tmp_path, links, wallets={"xmr": "a", "zeph": "b"}, pools={"monero": "p:1", "zephyr": "p:2"})
@@ -213,7 +211,8 @@ def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, chromium, snapshot_
     assert "Sanity guard: Monero" in logs.text
 
 
-def test_get_best_coin_logic_without_usable_coin(tmp_path, chromium, snapshot_market, logs):
+@pytest.mark.slow
+def test_get_best_coin_logic_without_usable_coin(tmp_path, browser, snapshot_market, logs):
     write_inputs(tmp_path, [snapshot_market.url("monero")], wallets={}, pools={})
     assert strategy.get_best_coin_logic() == (None, [])
     assert "No usable coin" in logs.text
