@@ -25,6 +25,7 @@ CONSENT_SELECTORS = ".fc-cta-consent, .fc-primary-button"
 READY_SELECTOR = "#nethash"
 POLL_SECONDS = 0.05
 ABORT_GRACE_SECONDS = 1.0  # after an abort, how long workers get to stop before their browsers are killed
+ABORT_GIVE_UP_SECONDS = 60.0  # a worker stuck outside any browser call (should not happen) is left behind
 
 CHROMIUM_FLAGS = (
     "--headless=new",
@@ -237,6 +238,8 @@ def render(browser: Browser, url: str, deadline: float, abort: threading.Event) 
     """
     from selenium.common.exceptions import TimeoutException
 
+    if abort.is_set():
+        raise Aborted("aborted")
     driver = browser.driver
     timeout = max(0.5, deadline - time.monotonic())
     driver.set_page_load_timeout(timeout)
@@ -375,18 +378,24 @@ def process_urls(
 
 
 def _wait(threads: list[threading.Thread], job: _Job) -> None:
-    """Join the workers; on abort give them a moment, then kill their browsers so they unblock."""
+    """Join the workers. On abort, give them a moment, then keep killing their browsers (one may just
+    have finished starting) until every worker is done, so no browser outlives the call."""
     while any(t.is_alive() for t in threads):
         if job.abort.wait(POLL_SECONDS):
             break
     if not job.abort.is_set():
         return
     grace = time.monotonic() + ABORT_GRACE_SECONDS
-    for t in threads:
-        t.join(max(0.0, grace - time.monotonic()))
-    with job.lock:
-        stuck = list(job.browsers)
-    for browser in stuck:
-        browser.kill()
-    for t in threads:
-        t.join(10)
+    give_up = grace + ABORT_GIVE_UP_SECONDS
+    while any(t.is_alive() for t in threads):
+        now = time.monotonic()
+        if now >= give_up:
+            log("[ERROR] Browser workers did not stop after an abort; leaving them to finish", force=True)
+            return
+        if now >= grace:
+            with job.lock:
+                stuck = list(job.browsers)
+            for browser in stuck:
+                browser.kill()
+        for t in threads:
+            t.join(POLL_SECONDS)

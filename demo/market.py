@@ -111,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         slug = self.path.split("?", 1)[0].strip("/")
+        if slug == "hang":  # accepts the request and never answers (until the server closes)
+            self.server.closing.wait()
+            return
         if slug == "error500":
             self._send(500, "<html><body><h1>Internal Server Error</h1></body></html>")
             return
@@ -136,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     market: "Market"
+    closing: threading.Event
 
 
 class Market:
@@ -159,7 +163,8 @@ class Market:
 
 
 class MarketServer:
-    """A ThreadingHTTPServer on 127.0.0.1 serving `/<slug>` coin pages and `/error500`.
+    """A ThreadingHTTPServer on 127.0.0.1 serving `/<slug>` coin pages, `/error500` (HTTP 500) and
+    `/hang` (never answers).
 
     Starts on construction (port 0 picks a free port); `close()` stops it. Usable as a context manager.
     """
@@ -168,6 +173,7 @@ class MarketServer:
         self.market = Market(coins)
         self._server = _Server((host, port), _Handler)
         self._server.market = self.market
+        self._server.closing = threading.Event()
         self._thread = threading.Thread(target=self._server.serve_forever, name="market-server", daemon=True)
         self._thread.start()
 
@@ -192,6 +198,7 @@ class MarketServer:
         return new
 
     def close(self) -> None:
+        self._server.closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -123,6 +123,28 @@ def test_abort_returns_with_every_browser_quit(chromium, market):
     assert chromium_descendants() == []
 
 
+def test_a_page_that_never_answers_costs_its_timeout_only(chromium, market):
+    config.override(PAGE_TIMEOUT=2, BROWSERS=1)
+    urls = [market.url("hang"), market.url("monero")]
+    result = jsTrigger.process_urls(urls)
+    assert result[urls[0]] == "Error: page did not load within 2 s"
+    assert nethash_of(result[urls[1]]) == "5.12 GH/s"  # the same browser carried on
+    assert chromium_descendants() == []
+
+
+def test_abort_while_a_page_load_blocks(chromium, market):
+    config.override(PAGE_TIMEOUT=120, BROWSERS=1)
+    abort = threading.Event()
+
+    def progress(url, message):
+        if message == "rendering":
+            threading.Timer(0.5, abort.set).start()
+
+    result = jsTrigger.process_urls([market.url("hang"), market.url("monero")], abort=abort, progress=progress)
+    assert set(result.values()) == {"Error: aborted"}
+    assert chromium_descendants() == []
+
+
 def test_killed_driver_leaves_no_chromium(chromium, market):
     browser = jsTrigger.start_browser()
     browser.driver.get(market.url("monero"))
