@@ -7,6 +7,7 @@ without wallet/pool never raises; an unusable links/wallets/pools file raises `S
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -93,12 +94,13 @@ def match_key(mapping: dict[str, Any], name: str | None, symbol: str | None = No
 
 def parse_fee(raw: Any) -> float:
     """A pool fee as a fraction: 0.01, or the string "1%". Raises ValueError outside 0..0.5."""
-    if isinstance(raw, str) and raw.strip().endswith("%"):
-        fee = float(raw.strip()[:-1]) / 100.0
-    elif isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         raise ValueError(f"pool fee {raw!r} is not a number")
-    else:
-        fee = float(raw)
+    text = str(raw).strip()
+    try:
+        fee = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"pool fee {raw!r} is not a number (a fraction like 0.01, or \"1%\")") from None
     if not 0 <= fee <= 0.5:
         raise ValueError(f"pool fee {raw!r} is out of range 0 to 0.5 (a fraction: 0.01 is 1%)")
     return fee
@@ -114,14 +116,14 @@ def parse_pool(raw: Any) -> Pool:
     raise ValueError(f"pool entry {raw!r} is neither \"host:port\" nor an object with a \"url\"")
 
 
-def sanity_check(entry: dict | None, income_usd: float, factor: float) -> tuple[bool, dict]:
-    """The sanity guard for one coin, pure. Returns (accepted, new history entry).
+def sanity_check(entry: dict | None, income_usd: float, factor: float, now: float | None = None) -> tuple[bool, dict]:
+    """The sanity guard for one coin (pure given `now`). Returns (accepted, new history entry).
 
     A reading more than `factor` times the last accepted one is held back and remembered as pending;
     the next reading confirms it when it agrees with the pending one within the same factor, so a real
     jump costs one cycle while a one-off scraping glitch never reaches the ranking.
     """
-    now = time.time()
+    now = time.time() if now is None else now
     last = (entry or {}).get("usd")
     pending = (entry or {}).get("pending")
     if not isinstance(last, (int, float)) or last <= 0 or income_usd <= last * factor:
@@ -132,6 +134,12 @@ def sanity_check(entry: dict | None, income_usd: float, factor: float) -> tuple[
 
 
 # --- files -----------------------------------------------------------------------------------------
+def _without_comment(line: str) -> str:
+    """A links.txt line without its "#" comment (a whole-line one, or one after a space: URLs keep fragments)."""
+    text = line.strip()
+    return "" if text.startswith("#") else re.split(r"\s+#", text, maxsplit=1)[0]
+
+
 def read_links(path: str) -> list[str]:
     """One URL per line; blank lines and "#" comments ignored."""
     try:
@@ -141,8 +149,7 @@ def read_links(path: str) -> list[str]:
         raise SetupError(f"{path} not found: put one coin page URL per line in it (PATH_LINKS)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SetupError(f"{path} cannot be read: {exc}") from None
-    links = [line.split("#", 1)[0].strip() for line in lines]
-    links = [link for link in links if link]
+    links = [link for link in map(_without_comment, lines) if link]
     bad = [link for link in links if not link.startswith(("http://", "https://"))]
     if bad:
         raise SetupError(f"{path}: {bad[0]!r} is not an http(s) URL")
@@ -161,6 +168,7 @@ def _read_mapping(path: str, what: str, default: Any = ...) -> dict:
 
 def read_wallets(path: str) -> dict[str, str]:
     data = _read_mapping(path, "wallet addresses (see json/wallets.example.json)")
+    data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys document the file
     bad = [k for k, v in data.items() if not isinstance(v, str) or not v.strip()]
     if bad:
         raise SetupError(f"{path}: the wallet of {bad[0]!r} must be a non-empty string")
@@ -221,9 +229,15 @@ def _rule_number(rule: dict, name: str, low: float, high: float) -> float | None
     return float(value)
 
 
-def _coin_rules(rules: dict[str, dict], name: str, symbol: str, url: str) -> dict:
-    key = match_key(rules, name, symbol, url)
-    return rules.get(key, {}) if key is not None else {}
+def coin_rules(rules: dict[str, dict], name: str, symbol: str | None = None, url: str | None = None) -> dict:
+    """Every rule entry that names this coin, merged in order (built-in first, then the coins file),
+    so a file entry keyed "ETI" still overrides the built-in "etica" one."""
+    keys = utils.coin_keys(name, symbol, url)
+    merged: dict = {}
+    for key, rule in rules.items():
+        if key.strip().lower() in keys:
+            merged.update(rule)
+    return merged
 
 
 def build_record(html: str, url: str, setup: Setup, power_cost: float | None) -> dict:
@@ -234,7 +248,7 @@ def build_record(html: str, url: str, setup: Setup, power_cost: float | None) ->
         name, symbol = page_identity(html)  # first: rules, wallet and pool depend on the name
     except PageError as exc:
         raise CoinSkip(str(exc)) from None
-    rule = _coin_rules(setup.rules, name, symbol, url)
+    rule = coin_rules(setup.rules, name, symbol, url)
     wallet_key = match_key(setup.wallets, name, symbol, url)
     pool_key = match_key(setup.pools, name, symbol, url)
     missing = [what for what, key in (("wallet", wallet_key), ("pool", pool_key)) if key is None]

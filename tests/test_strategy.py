@@ -65,8 +65,8 @@ def test_sanity_check_holds_a_jump_then_confirms_a_lasting_one():
 # --- input files ------------------------------------------------------------------------------------
 def test_links_skip_blanks_and_comments(tmp_path):
     path = tmp_path / "links.txt"
-    path.write_text("# coins\n\nhttps://a/monero\n  https://a/zephyr  # fast\nhttps://a/monero\n")
-    assert strategy.read_links(str(path)) == ["https://a/monero", "https://a/zephyr"]
+    path.write_text("# coins\n\nhttps://a/monero\n  https://a/zephyr  # fast\nhttps://a/monero\nhttps://a/qrl#top\n")
+    assert strategy.read_links(str(path)) == ["https://a/monero", "https://a/zephyr", "https://a/qrl#top"]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +104,14 @@ def test_coin_rules_merge_over_defaults(tmp_path):
     assert rules["etica"] == {"emission_24h": 4602.24}
     assert rules["qrl"] == {"miner_share": 0.9}
     assert strategy.read_rules(str(tmp_path / "absent.json")) == config.DEFAULT_COIN_RULES
+
+
+def test_a_file_rule_under_another_key_overrides_the_builtin(tmp_path):
+    path = tmp_path / "coins.json"
+    path.write_text(json.dumps({"ETI": {"emission_24h": 5000.0}}))
+    rules = strategy.read_rules(str(path))
+    assert strategy.coin_rules(rules, "Etica", "ETI", "https://a/etica_eti") == {"emission_24h": 5000.0}
+    assert strategy.coin_rules(rules, "Monero", "XMR") == {}
 
 
 def test_build_record_applies_rules_fees_and_power(tmp_path):
