@@ -23,7 +23,7 @@ import psutil  # noqa: E402
 
 import config  # noqa: E402
 import jsTrigger  # noqa: E402
-from demo.market import CoinValues, MarketServer  # noqa: E402
+from demo.market import MarketServer  # noqa: E402
 
 SNAPSHOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "demo", "snapshot.json")
 SEED_FLAGS = jsTrigger.CHROMIUM_FLAGS[:8]  # DESIGN.md's flags, the minimum Chromium needs here
