@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -86,6 +87,24 @@ class Aborted(RenderError):
 def desktop_user_agent(browser_ua: str) -> str:
     """The browser's own user agent with the headless marker removed ("HeadlessChrome/1.2" -> "Chrome/1.2")."""
     return browser_ua.replace("HeadlessChrome", "Chrome").replace("Headless", "")
+
+
+def ua_metadata(user_agent: str) -> dict:
+    """Client hints matching the user agent: without them `navigator.userAgentData.brands` is empty,
+    which no ordinary desktop Chrome shows."""
+    match = re.search(r"Chrome/((\d+)[\d.]*)", user_agent)
+    full, major = (match.group(1), match.group(2)) if match else ("0.0.0.0", "0")
+    brands = [("Chromium", major), ("Not)A;Brand", "24")]
+    return {
+        "brands": [{"brand": b, "version": v} for b, v in brands],
+        "fullVersionList": [{"brand": b, "version": full if b == "Chromium" else f"{v}.0.0.0"} for b, v in brands],
+        "fullVersion": full,
+        "platform": "Linux",
+        "platformVersion": "",
+        "architecture": "x86",
+        "model": "",
+        "mobile": False,
+    }
 
 
 def is_error(result: str) -> bool:
@@ -217,7 +236,8 @@ def start_browser() -> Browser:
     browser.remember_tree()
     try:
         ua = desktop_user_agent(driver.execute_cdp_cmd("Browser.getVersion", {})["userAgent"])
-        driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": ua, "acceptLanguage": "en-US,en"})
+        override = {"userAgent": ua, "acceptLanguage": "en-US,en", "userAgentMetadata": ua_metadata(ua)}
+        driver.execute_cdp_cmd("Network.setUserAgentOverride", override)
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HIDE_WEBDRIVER_JS})
     except Exception as exc:
         browser.close()

@@ -104,6 +104,8 @@ def test_stealth_hides_webdriver_and_headless(chromium, market):
         assert browser.driver.execute_script("return navigator.webdriver") is False
         ua = browser.driver.execute_script("return navigator.userAgent")
         assert "Headless" not in ua and "Chrome/" in ua
+        brands = browser.driver.execute_script("return navigator.userAgentData.brands.map(b => b.brand)")
+        assert "Chromium" in brands and not any("Headless" in b for b in brands)
     finally:
         browser.close()
     assert chromium_descendants() == []
