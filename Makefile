@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/bench_switch.py
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_idle.py
+	$(PY) bench/bench_commands.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

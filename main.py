@@ -154,11 +154,10 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False):
         utils.incidents.raise_("setup", f"Setup problem, analysis skipped: {exc}")
         return None
     utils.incidents.clear("setup", "Setup problem fixed: analysis runs again")
-    config.state.update(
-        last_ranking=list(result.coins),
-        last_skipped=[{"coin": k.name, "url": k.url, "reason": k.reason} for k in result.skipped],
-        last_analysis=time.time(),
-    )
+    if abort is not None and abort.is_set():
+        log("[INFO] Analysis aborted: its partial results are dropped")
+        return None
+    strategy.publish(result)
     took = result.finished - result.started
     best = result.best
     log(f"[INFO] Analysis done in {took:.1f} s: {len(result.coins)} usable, {len(result.skipped)} skipped"
@@ -168,14 +167,35 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False):
     return result
 
 
+def running_coin_untrusted(result) -> str | None:
+    """The running coin's Key when this analysis could not read it in a way we trust, else None."""
+    import miner_controller
+
+    untrusted = result.untrusted_keys() if result is not None else set()
+    if not untrusted:
+        return None
+    running = miner_controller.running_coin()
+    return running if running in untrusted else None
+
+
 def apply_ranking(result, dry_run: bool) -> None:
-    """Hand the ranking to the controller, which keeps or switches the worker."""
+    """Hand the ranking to the controller, which keeps or switches the worker.
+
+    `result` None re-applies the last ranking (a pin changed). The worker is left alone when there
+    is nothing usable, or when its own coin's reading failed this cycle (unless a pin says otherwise).
+    """
     import miner_controller
 
     coins = list(result.coins) if result is not None else list(config.state.get("last_ranking"))
     best = coins[0] if coins else None
-    if best is None and not config.state.get("pinned"):
+    pinned = config.state.get("pinned")
+    if best is None and not pinned:
         log("[WARN] No usable coin in this analysis: the current worker keeps mining", force=True)
+        return
+    held = None if pinned else running_coin_untrusted(result)
+    if held:
+        log(f"[WARN] No trustworthy reading of the running coin {held} this cycle: it keeps mining "
+            "(no switch on data that cannot be trusted)", force=True)
         return
     miner_controller.manage_worker(best, coins, dry_run=dry_run)
 

@@ -34,6 +34,10 @@ class Skipped:
     name: str
     url: str
     reason: str
+    # True when this cycle's reading of the coin cannot be trusted (page not rendered, garbage value,
+    # sanity guard); False when the user's setup leaves it out (no wallet or pool, worker failing).
+    # A running coin whose reading is untrusted keeps mining: no switch on data we cannot trust.
+    data_fault: bool = True
 
 
 @dataclass
@@ -47,7 +51,11 @@ class Analysis:
 
     def skipped_dicts(self) -> list[dict]:
         """The shape of `config.state.last_skipped`."""
-        return [{"coin": s.name, "url": s.url, "reason": s.reason} for s in self.skipped]
+        return [{"coin": s.name, "url": s.url, "reason": s.reason, "data_fault": s.data_fault} for s in self.skipped]
+
+    def untrusted_keys(self) -> set[str]:
+        """The Keys (link slugs) of coins whose reading could not be trusted this cycle."""
+        return {utils.slug_of(s.url) for s in self.skipped if s.data_fault}
 
 
 @dataclass(frozen=True)
@@ -332,9 +340,9 @@ def _apply_guard(records: list[dict], skipped: list[Skipped]) -> list[dict]:
     return kept
 
 
-def _skip(skipped: list[Skipped], name: str, url: str, reason: str, level: str = "[WARN]") -> None:
+def _skip(skipped: list[Skipped], name: str, url: str, reason: str, level: str = "[WARN]", data_fault: bool = True) -> None:
     log(f"{level} Skipping {name}: {reason}")
-    skipped.append(Skipped(name, url, reason))
+    skipped.append(Skipped(name, url, reason, data_fault))
 
 
 def _collect(setup: Setup, pages: dict[str, str], skipped: list[Skipped], power_cost: float | None) -> list[dict]:
@@ -349,10 +357,10 @@ def _collect(setup: Setup, pages: dict[str, str], skipped: list[Skipped], power_
         try:
             record = build_record(html, url, setup, power_cost)
         except CoinSkip as exc:
-            _skip(skipped, _name_of(html, slug), url, str(exc), "[INFO]" if exc.expected else "[WARN]")
+            _skip(skipped, _name_of(html, slug), url, str(exc), "[INFO]" if exc.expected else "[WARN]", not exc.expected)
             continue
         if _excluded_by_failures(record, failing):
-            _skip(skipped, record["Coin name"], url, "worker kept failing", "[INFO]")
+            _skip(skipped, record["Coin name"], url, "worker kept failing", "[INFO]", data_fault=False)
             continue
         records.append(record)
     return records

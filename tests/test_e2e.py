@@ -131,6 +131,26 @@ def test_4_a_gain_below_the_threshold_stays(rig):
     assert "stay" in rig.logs().lower()
 
 
+def test_4b_no_switch_when_the_running_coins_page_is_garbage(rig):
+    st = status(rig)
+    ranking = st["ranking"]
+    current = next(c for c in ranking if c["key"] == st["current_coin"])
+    rival = next(c for c in ranking if c["key"] != current["key"])
+    before = worker(rig).id
+    saved = {k: rig.market.market.get(k).price for k in (current["key"], rival["key"])}
+    set_income(rig, rival["key"], ranking, income(current) * 1.5)  # would win by far...
+    rig.market.set_coin(current["key"], price="N/A")  # ...but the running coin cannot be read
+    try:
+        after = check_now(rig)
+        assert after["ranking"][0]["key"] == rival["key"]
+        assert any(k["data_fault"] and current["key"] in k["url"] for k in after["skipped"])
+        assert worker(rig).id == before and running_coin(rig) == current["key"]
+        assert "no switch on data that cannot be trusted" in rig.logs()
+    finally:
+        for key, price in saved.items():
+            rig.market.set_coin(key, price=price)
+
+
 def test_5_api_merges_standin_hashrate_and_sensors(rig):
     def summary():
         s = rig.get_json("/1/summary")
