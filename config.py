@@ -125,12 +125,13 @@ def _convert(name: str, kind: type, raw: str) -> Any:
     return text
 
 
-def _check_range(name: str, value: Any) -> None:
+def _check_range(name: str, value: Any, shown: str | None = None) -> None:
+    """`shown` is the value as the user wrote it, so the message quotes them ("0", not "0.0")."""
     if name not in RANGES:
         return
     low, high = RANGES[name]
     if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is out of range: allowed {low:g} to {high:g}")
+        raise ConfigError(f"{name}={shown if shown is not None else value} is out of range: allowed {low:g} to {high:g}")
 
 
 def read_env_file(path: str) -> dict[str, str]:
@@ -158,7 +159,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         if kind is not str and not merged[f.name].strip():
             continue  # "MINER_THREADS=" in .env means "the default", not an error
         value = _convert(f.name, kind, merged[f.name])
-        _check_range(f.name, value)
+        _check_range(f.name, value, merged[f.name].strip())
         values[f.name] = value
     result = Settings(**values)
     for name in RANGES:  # defaults are in range too, but a changed default must not slip through
