@@ -24,7 +24,7 @@ UNKNOWN_REPLY = "unknown command, try help"
 
 HELP_LINES = (
     ("miner stop", "pause mining and remove the worker"),
-    ("miner start", "resume mining and re-check at once"),
+    ("miner start", "resume mining and re-check at once (retries coins marked failing)"),
     ("status", "running or paused, coin, income per day, next check"),
     ("check", "run a market analysis now (paused stays as it is)"),
     ("pin <coin>", "mine this coin regardless of the ranking (name, ticker or slug)"),
@@ -78,30 +78,34 @@ def _changed(source: str, what: str) -> None:
     utils.log(f"[INFO] command from {source}: {what}", force=True)
 
 
-def _stop_worker() -> None:
-    """Remove the worker through the controller; a fault there must not break the command."""
+def _controller(call: str) -> None:
+    """Call `miner_controller.<call>()`; a fault there must not break the command."""
     try:
         import miner_controller  # lazily: it builds a Docker client only when called
 
-        miner_controller.stop_current_container()
+        getattr(miner_controller, call)()
     except Exception as exc:  # the controller is meant never to raise; guard anyway
-        utils.log(f"[WARN] could not stop the worker: {exc}")
+        utils.log(f"[WARN] worker control ({call}) failed: {exc}")
 
 
 def _miner_stop(cmd: Command, source: str) -> str:
     config.state.update(paused=True)
     _changed(source, "miner stop (paused)")
-    _stop_worker()
+    _controller("stop_current_container")
     utils.notify(f"Worker stopped (paused by {source})")
     return "Paused: the worker is stopped until `miner start`."
 
 
 def _miner_start(cmd: Command, source: str) -> str:
-    config.state.update(paused=False)
+    """Resume, and give coins the watchdog gave up on another chance: the owner asked for a fresh start."""
+    failing = sorted(config.state.get("failing_coins"))
+    config.state.update(paused=False, failing_coins=set())
+    _controller("reset_watchdog")
     config.state.request_wake(check=True)
-    _changed(source, "miner start (resumed)")
-    utils.notify(f"Mining resumed (by {source}); checking the market now")
-    return "Resumed: checking the market now."
+    retry = f"; retrying {', '.join(failing)}" if failing else ""
+    _changed(source, f"miner start (resumed{retry})")
+    utils.notify(f"Mining resumed (by {source}); checking the market now{retry}")
+    return f"Resumed: checking the market now{retry}."
 
 
 def _check(cmd: Command, source: str) -> str:

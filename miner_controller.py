@@ -34,6 +34,7 @@ DOCKER_TIMEOUT = 15  # seconds for one engine call (stop adds STOP_TIMEOUT on to
 XMRIG_API_TIMEOUT = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 FORGIVE_SECONDS = 6 * 3600.0  # healthy this long: past watchdog failures are forgotten
+ENGINE_DOWN_NOTIFY_SECONDS = 600.0  # an outage this long is worth a message to the owner
 BUILD_HINT = "build it with `docker compose build worker` (or `docker build -t {image} worker/`)"
 
 
@@ -246,6 +247,7 @@ class EngineDown(Exception):
 
 _lock = threading.RLock()  # one container change at a time (main loop, commands, API)
 _client: Any = None
+_down_since: float | None = None  # time.monotonic() when the engine was first found down
 
 
 def _engine_errors() -> tuple[type[BaseException], ...]:
@@ -329,13 +331,28 @@ def find_container(client: Any) -> Any | None:
 
 
 def _engine_down(exc: BaseException) -> None:
-    """One error line per outage, not one per caller: the API polls the worker's status often."""
+    """One error line per outage, not one per caller (the API polls the worker's status often).
+
+    The owner is told only when the outage outlasts ENGINE_DOWN_NOTIFY_SECONDS: an engine restart
+    (an upgrade, a reboot of dockerd) is not worth a message, an engine down for several watchdog
+    cycles is.
+    """
+    global _down_since
     text = f"Docker engine unreachable ({exc}): mount /var/run/docker.sock or set DOCKER_HOST; will retry next cycle"
-    first = utils.incidents.raise_("docker-down", text)
+    now = time.monotonic()
+    first = _down_since is None
+    if first:
+        _down_since = now
     utils.log(f"[ERROR] {text}" if first else f"[DEBUG] {text}")
+    down_for = now - _down_since
+    if down_for >= ENGINE_DOWN_NOTIFY_SECONDS:
+        utils.incidents.raise_("docker-down", f"Docker engine unreachable for {down_for / 60:.0f} min ({exc}); "
+                               "the worker cannot be watched or switched")
 
 
 def _engine_up() -> None:
+    global _down_since
+    _down_since = None
     utils.incidents.clear("docker-down", "Docker engine reachable again")
 
 
@@ -659,9 +676,10 @@ _watch = _Watch()
 
 
 def reset_watchdog() -> None:
-    """Forget failure counts (tests; a manual `miner start` may call it too)."""
-    global _watch
+    """Forget failure counts and any engine outage in progress (tests, and `miner start`)."""
+    global _watch, _down_since
     _watch = _Watch()
+    _down_since = None
 
 
 def read_hashrate(s: config.Settings) -> float | None:

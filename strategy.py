@@ -326,12 +326,14 @@ def _apply_guard(records: list[dict], skipped: list[Skipped]) -> list[dict]:
         history[key] = entry
         if accepted:
             kept.append(record)
+            utils.incidents.clear(f"sanity:{key}", f"Sanity guard: {record['Coin name']} reads normally again")
             continue
         reason = (
             f"income jumped to ${record['Income per day in usd']:.4f}/day, over {s.SANITY_FACTOR:g}x the last "
             f"accepted ${entry['usd']:.4f}; held out this cycle (accepted if the next reading agrees)"
         )
         log(f"[WARN] Sanity guard: {record['Coin name']}: {reason}")
+        utils.incidents.raise_(f"sanity:{key}", f"Sanity guard is holding {record['Coin name']} back: {reason}")
         skipped.append(Skipped(record["Coin name"], record["Url"], reason))
     try:
         utils.atomic_write_json(s.PATH_HISTORY, history)

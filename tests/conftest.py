@@ -26,6 +26,7 @@ def _fresh_state():
     """Each test starts from default settings and a clean run state."""
     config.set_settings(config.load_settings(environ={}, env_file=None))
     config.reset_state()
+    utils.incidents = utils.Incidents()
     yield
     config.set_settings(None)
     config.reset_state()

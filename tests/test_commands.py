@@ -92,6 +92,13 @@ def test_miner_start_unpauses_and_wakes(notes):
     assert "Resumed" in reply and any("by discord" in n for n in notes)
 
 
+def test_miner_start_gives_failing_coins_another_chance(notes):
+    config.state.update(paused=True, failing_coins={"dagger"})
+    reply = commands.execute("miner start")
+    assert config.state.get("failing_coins") == set()
+    assert "retrying dagger" in reply and any("retrying dagger" in n for n in notes)
+
+
 def test_check_keeps_paused():
     config.state.update(paused=True)
     reply = commands.execute("check")

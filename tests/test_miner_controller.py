@@ -419,7 +419,19 @@ def test_a_start_that_fails_leaves_no_half_created_container(worker, notes):
     assert [n for n in notes if n.startswith("Could not start the worker")]
 
 
-def test_an_unreachable_engine_is_one_line_and_one_notice(worker, notes, logs, tmp_path):
+def test_a_short_engine_outage_is_logged_but_not_notified(notes, logs, tmp_path):
+    config.override(DOCKER_HOST=f"unix://{tmp_path}/no.sock")
+    mc.reset_client()
+    mc.reset_watchdog()
+    assert mc.manage_worker(A, [A]).action == "none"
+    mc.watchdog_tick()
+    assert len(logs.matching("ERROR Docker engine unreachable")) == 1
+    assert not [n for n in notes if "Docker engine unreachable" in n]
+    mc._engine_up()
+
+
+def test_an_unreachable_engine_is_one_line_and_one_notice(worker, notes, logs, tmp_path, monkeypatch):
+    monkeypatch.setattr(mc, "ENGINE_DOWN_NOTIFY_SECONDS", 0.0)  # "down for several cycles", at once
     config.override(DOCKER_HOST=f"unix://{tmp_path}/no.sock")
     for _ in range(2):
         assert mc.manage_worker(A, [A]).action == "none"
@@ -437,8 +449,10 @@ def test_an_unreachable_engine_is_one_line_and_one_notice(worker, notes, logs, t
     assert "Docker engine reachable again" in notes
 
 
-def test_an_engine_that_goes_down_mid_cycle_and_comes_back(notes, logs, tmp_path_factory):
+def test_an_engine_that_goes_down_mid_cycle_and_comes_back(notes, logs, tmp_path_factory, monkeypatch):
     """A second private engine: stopped between two cycles, then started again on the same data."""
+    monkeypatch.setattr(mc, "ENGINE_DOWN_NOTIFY_SECONDS", 0.0)
+    mc.reset_watchdog()
     import docker
 
     from demo.dockerd import build_standin_image, start_private_dockerd

@@ -217,6 +217,13 @@ def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, browser, snapshot_m
     assert [c["Key"] for c in second.coins] == ["zephyr"]
     assert "held out" in {s.name: s.reason for s in second.skipped}["Monero"]
     assert "Sanity guard: Monero" in logs.text
+    assert second.untrusted_keys() == {"monero"}  # a held-back reading is not one to switch on
+    assert utils.incidents.is_open("sanity:monero")  # the owner hears of it once
+
+    m.set_coin("monero", price="$162.45")  # the glitch is gone
+    third = strategy.analyse()
+    assert [c["Key"] for c in third.coins] == ["zephyr", "monero"]
+    assert not utils.incidents.is_open("sanity:monero")
 
 
 @pytest.mark.slow
