@@ -92,6 +92,7 @@ def _miner_stop(cmd: Command, source: str) -> str:
     config.state.update(paused=True)
     _changed(source, "miner stop (paused)")
     _controller("stop_current_container")
+    config.state.wake.set()  # the loop records the pause on disk at once
     utils.notify(f"Worker stopped (paused by {source})")
     return "Paused: the worker is stopped until `miner start`."
 

@@ -35,6 +35,7 @@ class Settings:
     PATH_STATUS: str = "json/status.json"  # the dashboard's status file
     PATH_HISTORY: str = "json/history.json"  # last accepted incomes, for the sanity guard
     PATH_XMRIG_CONFIG: str = "json/config.json"  # XMRig tuning, mounted into the worker
+    PATH_RUNTIME: str = "json/runtime.json"  # paused and pinned, kept across manager restarts
     HOST_JSON_PATH: str = ""  # json/ as the Docker host sees it (empty: this process's json/)
     # --- market analysis ---
     CHROME_BIN: str = "/usr/bin/chromium"

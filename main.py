@@ -311,6 +311,44 @@ class LoopClock:
         return max(0.0, min(self.next_analysis - now, self.next_watchdog - now, HEARTBEAT_SECONDS))
 
 
+# --- what the owner chose survives a restart -------------------------------------------------------
+RUNTIME_FIELDS = ("paused", "pinned")
+
+
+def load_runtime(path: str) -> dict:
+    """The owner's last `miner stop` / `pin`, so a restarted manager does not undo them."""
+    try:
+        data = utils.read_json(path, default={}, expect=dict)
+    except utils.DataFileError as exc:
+        log(f"[WARN] {exc}: starting unpaused and unpinned")
+        return {}
+    out = {}
+    if isinstance(data.get("paused"), bool):
+        out["paused"] = data["paused"]
+    if isinstance(data.get("pinned"), str) and data["pinned"].strip():
+        out["pinned"] = data["pinned"].strip()
+    return out
+
+
+def save_runtime(path: str, choice: dict) -> None:
+    try:
+        utils.atomic_write_json(path, choice)
+    except OSError as exc:
+        log(f"[WARN] Cannot write {path}: {exc}; a restart will forget paused/pinned")
+
+
+def owner_choice() -> dict:
+    return {name: config.state.get(name) for name in RUNTIME_FIELDS}
+
+
+def restore_runtime(path: str) -> None:
+    saved = load_runtime(path)
+    if saved:
+        config.state.update(**saved)
+        log(f"[INFO] Restored from {path}: " + ", ".join(f"{k}={v}" for k, v in saved.items())
+            + (" (send \"miner start\" to resume)" if saved.get("paused") else ""), force=True)
+
+
 def profit_loop(dry_run: bool, abort: threading.Event) -> None:
     """Analyse every HOURS_INTERVAL hours, apply the ranking, tick the watchdog in between."""
     import miner_controller
@@ -320,9 +358,13 @@ def profit_loop(dry_run: bool, abort: threading.Event) -> None:
     clock = LoopClock(interval=s.HOURS_INTERVAL * 3600.0, watchdog=s.WATCHDOG_SECONDS)
     clock.next_watchdog = time.monotonic() + clock.watchdog
     applied_pin = st.get("pinned")
+    saved_choice = owner_choice()
     while not st.shutdown.is_set():
         st.wake.clear()  # before acting: a command arriving meanwhile wakes the next wait at once
         st.beat()
+        if owner_choice() != saved_choice:
+            saved_choice = owner_choice()
+            save_runtime(s.PATH_RUNTIME, saved_choice)
         now = time.monotonic()
         forced = st.get("force_check")
         if forced:
@@ -348,6 +390,8 @@ def profit_loop(dry_run: bool, abort: threading.Event) -> None:
             if not st.get("paused") and not dry_run:
                 miner_controller.watchdog_tick()
         st.wake.wait(clock.wait_seconds(time.monotonic()))
+    if owner_choice() != saved_choice:
+        save_runtime(s.PATH_RUNTIME, owner_choice())
     st.update(loop_alive=False)
 
 
@@ -363,6 +407,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     abort = threading.Event()
     install_signal_handlers(abort)
     startup_banner(s, args.dry_run)
+    restore_runtime(s.PATH_RUNTIME)
     problems = run_checks(s, docker=not args.dry_run)
     svc = start_services(s)
     hints = setup_hints(problems)

@@ -5,6 +5,7 @@ The steps share one daemon and build on each other, in order, as a miner's day w
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -97,6 +98,8 @@ def test_2_miner_stop_removes_the_worker_and_pauses(rig):
     rig.send("miner stop")
     rig.wait_for(lambda: worker(rig) is None, 30, "the worker to be removed")
     assert status(rig)["paused"] is True
+    runtime = rig.env["PATH_RUNTIME"]
+    rig.wait_for(lambda: json.load(open(runtime)).get("paused") is True, 10, "the pause to be kept on disk")
 
 
 def test_3_miner_start_switches_to_a_coin_that_now_leads(rig):

@@ -113,3 +113,19 @@ def test_setup_hints_list_only_file_problems():
     hint = main.setup_hints(problems)
     assert hint.startswith("Setup needed") and "wallets.json" in hint and "- x" not in hint
     assert main.setup_hints([main.Check("chromium", "x")]) == ""
+
+
+def test_owner_choice_survives_a_restart_and_a_damaged_file_is_reported(tmp_path, caplog):
+    path = str(tmp_path / "runtime.json")
+    config.state.update(paused=True, pinned="qrl")
+    main.save_runtime(path, main.owner_choice())
+    config.reset_state()
+    main.restore_runtime(path)
+    assert config.state.get("paused") is True and config.state.get("pinned") == "qrl"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('{"paused": tru')
+    assert main.load_runtime(path) == {}
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write('{"paused": "yes", "pinned": 7}')  # wrong types are ignored, not trusted
+    assert main.load_runtime(path) == {}
+    assert main.load_runtime(str(tmp_path / "none.json")) == {}
