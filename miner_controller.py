@@ -49,23 +49,13 @@ class Decision:
     gain_pct: float | None = None
 
 
-def _own_value(coin: dict) -> float:
-    """Profit per day when a power cost is set, else income per day: what `strategy.rank_value` does."""
-    profit = coin.get("Profit per day in usd")
-    if profit is not None:
-        return float(profit)
-    return float(coin.get("Income per day in usd") or 0.0)
-
-
 def _value(coin: dict) -> float:
-    """The figure ranking compares: `strategy.rank_value` when strategy is importable, else the same
-    rule written here. A coin without any figure counts as 0 (rank_value says -inf, which would make
-    the gain arithmetic meaningless).
+    """The figure ranking compares (`strategy.rank_value`: profit when a power cost is set, else
+    income). A coin without a finite figure counts as 0: rank_value says -inf for "no figure",
+    which would make the gain arithmetic meaningless.
     """
-    try:
-        from strategy import rank_value
-    except ImportError:
-        return _own_value(coin)
+    from strategy import rank_value  # lazily: strategy pulls in the scraping modules
+
     value = rank_value(coin)
     return value if math.isfinite(value) else 0.0
 
@@ -181,16 +171,21 @@ def host_config_path(s: config.Settings) -> str:
 
 
 def worker_command(coin: dict, s: config.Settings, with_config: bool) -> list[str]:
-    """XMRig's argument list for `coin` (a list: the engine never splits a string)."""
+    """XMRig's argument list for `coin` (a list: the engine never splits a string).
+
+    `--config` comes first on purpose. XMRig (BaseTransform::load) puts the options seen before
+    `--config` in a chain document that sits *before* the file, and the later ones in a document
+    after it; a top-level key is looked up newest first. Options after `--config` therefore win
+    over config.json (its "http" block, any "pools" the owner adds), options before it would lose.
+    """
     args = _checked(coin)
-    cmd = ["-o", args["pool"], "-u", args["wallet"], "-p", "x", "-k", f"--threads={s.MINER_THREADS}"]
+    cmd = [f"--config={CONTAINER_CONFIG_PATH}"] if with_config else []
+    cmd += ["-o", args["pool"], "-u", args["wallet"], "-p", "x", "-k", f"--threads={s.MINER_THREADS}"]
     if "coin" in args:
         cmd += ["--coin", args["coin"]]
     if "algo" in args:
         cmd += ["--algo", args["algo"]]
     cmd += ["--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT)]
-    if with_config:
-        cmd.append(f"--config={CONTAINER_CONFIG_PATH}")
     return cmd
 
 
@@ -248,6 +243,7 @@ class EngineDown(Exception):
 _lock = threading.RLock()  # one container change at a time (main loop, commands, API)
 _client: Any = None
 _down_since: float | None = None  # time.monotonic() when the engine was first found down
+_down_lock = threading.Lock()  # _down_since is touched by API threads without _lock
 
 
 def _engine_errors() -> tuple[type[BaseException], ...]:
@@ -340,19 +336,28 @@ def _engine_down(exc: BaseException) -> None:
     global _down_since
     text = f"Docker engine unreachable ({exc}): mount /var/run/docker.sock or set DOCKER_HOST; will retry next cycle"
     now = time.monotonic()
-    first = _down_since is None
-    if first:
-        _down_since = now
+    with _down_lock:
+        first = _down_since is None
+        if first:
+            _down_since = now
+        down_for = now - _down_since
     utils.log(f"[ERROR] {text}" if first else f"[DEBUG] {text}")
-    down_for = now - _down_since
     if down_for >= ENGINE_DOWN_NOTIFY_SECONDS:
         utils.incidents.raise_("docker-down", f"Docker engine unreachable for {down_for / 60:.0f} min ({exc}); "
                                "the worker cannot be watched or switched")
 
 
 def _engine_up() -> None:
+    """The engine answered: end an outage in progress (one line) and its incident, if any.
+
+    Called after every successful engine call path (cycle, stop, watchdog, status reads, ping), so
+    recovery is noticed by whichever caller reaches the engine first.
+    """
     global _down_since
-    _down_since = None
+    with _down_lock:
+        since, _down_since = _down_since, None
+    if since is not None:
+        utils.log(f"[INFO] Docker engine reachable again (after {time.monotonic() - since:.0f}s)")
     utils.incidents.clear("docker-down", "Docker engine reachable again")
 
 
@@ -425,6 +430,7 @@ def _ranking(best: dict | None, coins: list[dict]) -> list[dict]:
             utils.log(f"[ERROR] Skipping coin {exc}")
             utils.incidents.raise_(f"bad-args:{key}", f"Coin {exc}; fix its wallet or pool")
             continue
+        utils.incidents.clear(f"bad-args:{key}", f"Coin {coin.get('Coin name') or key}: wallet and pool are valid again")
         out.append(coin)
     return out
 
@@ -511,24 +517,50 @@ def _has_image(client: Any) -> bool:
     return True
 
 
-def _start(client: Any, decision: Decision) -> bool:
-    """Start the target; image missing or an engine error is logged (once notified), never raised."""
+def _start(client: Any, target: dict, clear_start_fault: bool = True) -> bool:
+    """Start the worker for `target`; image missing or an engine error is logged (once notified),
+    never raised. `clear_start_fault=False` when putting the previous coin back after a failed
+    switch: the new coin's start fault is still there and must stay raised (and not re-notified).
+    """
     import docker
 
     s = config.settings()
     try:
-        start_worker(client, decision.target)
+        start_worker(client, target)
     except docker.errors.ImageNotFound:
         _image_missing(s.IMAGE_NAME)
         return False
     except docker.errors.APIError as exc:
-        text = f"Could not start the worker for {_describe(decision.target)}: {exc.explanation or exc}"
+        text = f"Could not start the worker for {_describe(target)}: {exc.explanation or exc}"
         utils.log(f"[ERROR] {text}")
         utils.incidents.raise_("worker-start", text)
         return False
-    utils.incidents.clear("image-missing", f"Worker image {s.IMAGE_NAME} found")
-    utils.incidents.clear("worker-start")
+    key = coin_key(target)
+    utils.incidents.clear(f"worker-failing:{key}", f"Worker for {key} started again")
+    if clear_start_fault:
+        utils.incidents.clear("image-missing", f"Worker image {s.IMAGE_NAME} found")
+        utils.incidents.clear("worker-start")
     return True
+
+
+def _restore(client: Any, previous: dict | None, failed: Decision) -> Decision | None:
+    """After the old worker was removed and the new coin failed to start, start the old coin again
+    rather than leave the rig idle. `previous` came from the ranking, so it is not failing and its
+    arguments passed validation. Returns the decision taken, None when nothing could be started
+    (the start incident stays raised).
+    """
+    if previous is None or coin_key(previous) == coin_key(failed.target):
+        return None
+    name = config.settings().CONTAINER_NAME
+    utils.log(f"[WARN] Start of {_describe(failed.target)} failed; starting {_describe(previous)} again")
+    if not _start(client, previous, clear_start_fault=False):
+        utils.log(f"[ERROR] Could not start {_describe(previous)} again either: {name} is not mining")
+        return None
+    restored = Decision("restore", previous, f"start of {coin_key(failed.target)} failed; back on {coin_key(previous)}")
+    config.state.update(current_coin=coin_key(previous), current_since=time.time(),
+                        current_income_usd=previous.get("Income per day in usd"))
+    utils.log(f"[INFO] Worker {name} mining {_describe(previous)} again ({restored.reason})")
+    return restored
 
 
 def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
@@ -560,10 +592,11 @@ def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
     if container is not None:
         utils.log(f"[INFO] Removing worker {s.CONTAINER_NAME} ({_label(container) or 'no coin'}, {_status_of(container)})")
         stop_and_remove(container)
-    if _start(client, decision):
+    if _start(client, decision.target):
         utils.log(f"[INFO] Worker {s.CONTAINER_NAME} mining {_describe(decision.target)} ({decision.reason})")
         _after_start(decision, previous, running)
-    return decision
+        return decision
+    return _restore(client, previous, decision) or decision
 
 
 def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False) -> Decision:
@@ -571,8 +604,17 @@ def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False) -
 
     `best` is strategy's pick, `coins` its ranking (best first). Failing and unsafe coins are left
     out, a pin overrides the ranking, and the running coin comes from the container's label.
+    Actions: "stay", "start", "switch", "restore" (the switch failed, the old coin runs again),
+    "none" (nothing done: no coin, paused, engine down or an error).
+
+    `paused` is checked again under the lock: `miner stop` sets it before taking the lock, so a
+    cycle that checked it earlier and then waited here must not start a worker after the stop.
     """
     with _lock:
+        if config.state.get("paused"):
+            tag = "[INFO] [DRY-RUN]" if dry_run else "[DEBUG]"
+            utils.log(f"{tag} Paused (miner stop): leaving the worker alone", force=dry_run)
+            return Decision("none", None, "paused")
         try:
             decision = _apply(best, coins, dry_run)
         except EngineDown as exc:
@@ -585,45 +627,59 @@ def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False) -
         return decision
 
 
-def stop_current_container() -> bool:
-    """Stop and remove the worker (`miner stop`). True when there was one; silent when there is none."""
+def stop_worker() -> str:
+    """Stop and remove the worker (`miner stop`): "stopped" when one was stopped and removed,
+    "none" when there was none (silent), "failed" when the engine is down or the stop failed
+    (logged). Never raises.
+    """
     with _lock:
         try:
             container = find_container(get_client())
-            if container is None:
-                return False
-            stop_and_remove(container)
+            if container is not None:
+                stop_and_remove(container)
         except EngineDown as exc:
             _engine_down(exc)
-            return False
+            return "failed"
         except Exception as exc:
             utils.log(f"[ERROR] Could not stop the worker: {type(exc).__name__}: {exc}")
-            return False
+            return "failed"
         _engine_up()
         config.state.update(current_coin=None, current_since=None, current_income_usd=None)
+        if container is None:
+            return "none"
         utils.log(f"[INFO] Worker {config.settings().CONTAINER_NAME} stopped and removed")
-        return True
+        return "stopped"
+
+
+def stop_current_container() -> bool:
+    """The seed's interface: True when a worker was stopped and removed (see `stop_worker`)."""
+    return stop_worker() == "stopped"
 
 
 def engine_reachable() -> bool:
-    """Whether the Docker engine answers now (start-up check). Never raises, logs nothing."""
+    """Whether the Docker engine answers now (start-up check). Never raises; logs only the end
+    of an outage (`_engine_up`)."""
     try:
         _engine_call("ping", get_client().ping)
     except EngineDown:
         return False
     except Exception:  # an engine that answers with an error is reachable
-        return True
+        pass
+    _engine_up()
     return True
 
 
 def _inspect() -> Any | None:
     """The worker container, or None when there is none or the engine is down (logged)."""
     try:
-        return find_container(get_client())
+        container = find_container(get_client())
     except EngineDown as exc:
         _engine_down(exc)
     except Exception as exc:
         utils.log(f"[ERROR] Could not inspect the worker: {type(exc).__name__}: {exc}")
+    else:
+        _engine_up()
+        return container
     return None
 
 
@@ -676,10 +732,19 @@ _watch = _Watch()
 
 
 def reset_watchdog() -> None:
-    """Forget failure counts and any engine outage in progress (tests, and `miner start`)."""
+    """Forget failure counts and any engine outage in progress (tests, and `miner start`).
+
+    Every coin's failure record goes, so every `worker-failing:` incident ends here too (the
+    owner is told each coin will be tried again).
+    """
     global _watch, _down_since
     _watch = _Watch()
-    _down_since = None
+    with _down_lock:
+        _down_since = None
+    for key in utils.incidents.open_keys():
+        if key.startswith("worker-failing:"):
+            coin = key.split(":", 1)[1]
+            utils.incidents.clear(key, f"Watchdog record for {coin} reset: it will be tried again")
 
 
 def read_hashrate(s: config.Settings) -> float | None:
@@ -773,6 +838,7 @@ def _forgive(key: str, now: float, s: config.Settings) -> None:
     record = _watch.failures.get(key)
     if record and record.retry_at is None and now - record.last_fault >= forgive_after(s):
         del _watch.failures[key]
+        utils.incidents.clear(f"worker-failing:{key}", f"Worker for {key} healthy again: its failure record is cleared")
 
 
 def watchdog_tick(now: float | None = None) -> None:
@@ -784,6 +850,7 @@ def watchdog_tick(now: float | None = None) -> None:
     with _lock:
         try:
             container = find_container(get_client())
+            _engine_up()
             if container is None:
                 return
             key = _label(container) or "unknown"

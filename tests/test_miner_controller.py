@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -194,6 +196,22 @@ def test_decide_never_switches_to_a_worse_negative_profit():
     assert mc.decide("run", [better, running], 1.05).action == "switch"
 
 
+@pytest.mark.parametrize("record, value", [
+    ({"Income per day in usd": 1.5, "Profit per day in usd": None}, 1.5),
+    ({"Income per day in usd": 1.5, "Profit per day in usd": -0.25}, -0.25),
+    ({"Income per day in usd": None, "Profit per day in usd": None}, 0.0),  # rank_value: -inf
+    ({"Income per day in usd": float("nan"), "Profit per day in usd": None}, 0.0),
+    ({"Income per day in usd": 1.0, "Profit per day in usd": float("-inf")}, 0.0),
+])
+def test_value_is_strategys_rank_value_with_non_finite_as_zero(record, value):
+    import strategy
+
+    assert mc._value(record) == value
+    if math.isfinite(strategy.rank_value(record)):
+        assert mc._value(record) == strategy.rank_value(record)
+    assert not hasattr(mc, "_own_value")  # one rule, strategy's, not a copy that can drift
+
+
 def test_decide_with_nothing_ranked_does_nothing():
     assert mc.decide("aaa", [], 1.05).action == "none"
 
@@ -241,10 +259,13 @@ def test_a_refused_wallet_is_never_shown_in_full():
 def test_worker_command_is_an_argument_list_with_coin_algo_and_api():
     s = config.override(MINER_THREADS=3, XMRIG_PORT=3999)
     cmd = mc.worker_command(coin("zephyr", 1.0, pool="pool.zephyr:4444", xmrig_coin="zephyr", algo="rx/0"), s, True)
-    assert cmd[:7] == ["-o", "pool.zephyr:4444", "-u", "4zephyrWALLETabcdef0123456789", "-p", "x", "-k"]
-    assert cmd[7:] == ["--threads=3", "--coin", "zephyr", "--algo", "rx/0", "--http-host", "127.0.0.1",
-                       "--http-port", "3999", "--config=/config.json"]
-    assert "--coin" not in mc.worker_command(coin("plain", 1.0), s, False)
+    # --config first: XMRig lets options *after* --config override the file (see worker_command)
+    assert cmd[:8] == ["--config=/config.json", "-o", "pool.zephyr:4444", "-u", "4zephyrWALLETabcdef0123456789",
+                       "-p", "x", "-k"]
+    assert cmd[8:] == ["--threads=3", "--coin", "zephyr", "--algo", "rx/0", "--http-host", "127.0.0.1",
+                       "--http-port", "3999"]
+    plain = mc.worker_command(coin("plain", 1.0), s, False)
+    assert "--coin" not in plain and plain[0] == "-o"
 
 
 def test_run_parameters_default_to_a_privileged_worker_as_in_the_seed():
@@ -283,9 +304,9 @@ def test_first_start_runs_the_worker_as_the_issue_says(worker, notes):
         "mining_coin": "quantumrl", "smartminer.managed": "true",
         "smartminer.income_usd": "2.5", "smartminer.symbol": "QRL",
     }
-    assert attrs["Args"] == [
-        "-o", "127.0.0.1:3334", "-u", best["Wallet"], "-p", "x", "-k", "--threads=1", "--algo", "rx/0",
-        "--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT), "--config=/config.json",
+    assert attrs["Args"] == [  # --config first, so the command line wins over config.json
+        "--config=/config.json", "-o", "127.0.0.1:3334", "-u", best["Wallet"], "-p", "x", "-k", "--threads=1",
+        "--algo", "rx/0", "--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT),
     ]
     host = attrs["HostConfig"]
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
@@ -572,3 +593,148 @@ def test_a_mining_worker_is_left_alone(worker):
     for t in (1000.0, 2000.0, 3000.0):
         mc.watchdog_tick(now=t)
     assert engine_view(worker).attrs["State"]["StartedAt"] == started
+
+
+# --- stop_worker, pause race, incidents, failed switches (review fixes) ----------------------------
+def go_down(tmp_path) -> None:
+    """Point the controller at a socket where no engine listens."""
+    config.override(DOCKER_HOST=f"unix://{tmp_path}/no.sock")
+    mc.reset_client()
+
+
+def test_stop_worker_says_stopped_none_or_failed(worker, logs, tmp_path):
+    first = start_running(worker, [A])
+    assert mc.stop_worker() == "stopped"
+    assert engine_view(worker) is None
+    assert first.id not in [c.id for c in worker.client.containers.list(all=True)]
+    assert mc.stop_worker() == "none"
+    assert not logs.matching("ERROR")
+    start_running(worker, [A])
+    go_down(tmp_path)
+    assert mc.stop_worker() == "failed"
+    assert mc.stop_current_container() is False
+    assert logs.matching("ERROR Docker engine unreachable")
+    assert engine_view(worker).status == "running"  # nothing was stopped: the caller must say so
+
+
+def test_a_cycle_waiting_for_the_lock_starts_nothing_after_miner_stop(worker, logs):
+    """`miner stop` sets paused, then takes the lock; a cycle that got past the caller's own pause
+    check before that, and is waiting for the lock, must not start a worker afterwards."""
+    results: list[mc.Decision] = []
+    with mc._lock:  # a stop in progress holds the lock
+        cycle = threading.Thread(target=lambda: results.append(mc.manage_worker(A, [A])))
+        cycle.start()
+        time.sleep(0.2)  # the cycle is now blocked on the lock
+        config.state.update(paused=True)
+        assert mc.stop_worker() == "none"  # re-entrant: same thread as the lock holder
+    cycle.join(10)
+    assert results == [mc.Decision("none", None, "paused")]
+    assert engine_view(worker) is None
+    assert mc.manage_worker(A, [A], dry_run=True) == mc.Decision("none", None, "paused")
+    assert logs.matching("[DRY-RUN] Paused") and not logs.matching("would start")
+
+
+def test_a_bad_args_incident_clears_when_the_coin_is_fixed(worker, notes):
+    broken = coin("fixme", 5.0, wallet="4abc -o attacker.example:1")
+    start_running(worker, [broken, A])
+    assert utils.incidents.is_open("bad-args:fixme")
+    fixed = coin("fixme", 5.0)
+    assert mc.manage_worker(fixed, [fixed, A]).action == "switch"
+    assert not utils.incidents.is_open("bad-args:fixme")
+    assert "Coin Fixme: wallet and pool are valid again" in notes
+    assert engine_view(worker).labels["mining_coin"] == "fixme"
+
+
+def give_up_on(engine, c: dict) -> None:
+    """Run the real watchdog until it gives up on `c`'s worker (one failure is enough here)."""
+    config.override(WATCHDOG_MAX_FAILURES=1)
+    start_running(engine, [c]).stop(timeout=1)
+    mc.watchdog_tick(now=1000.0)
+    assert utils.incidents.is_open(f"worker-failing:{c['Key']}")
+    assert config.state.get("failing_coins") == {c["Key"]}
+
+
+def test_a_worker_failing_incident_clears_when_the_watchdog_is_reset(worker, notes):
+    give_up_on(worker, A)
+    config.state.update(failing_coins=set())  # what `miner start` does before reset_watchdog()
+    mc.reset_watchdog()
+    assert not utils.incidents.is_open("worker-failing:aaa")
+    assert "Watchdog record for aaa reset: it will be tried again" in notes
+
+
+def test_a_worker_failing_incident_clears_when_that_coin_starts(worker, notes):
+    give_up_on(worker, A)
+    config.state.update(failing_coins=set())
+    assert mc.manage_worker(A, [A]).action == "start"  # the given-up (exited) worker is replaced
+    assert engine_view(worker).status == "running"
+    assert not utils.incidents.is_open("worker-failing:aaa")
+    assert "Worker for aaa started again" in notes
+
+
+def test_a_worker_failing_incident_clears_when_the_coin_is_forgiven(worker, notes):
+    start_running(worker, [A])
+    wait_for("stand-in API answering", xmrig_summary)  # a healthy worker: it reports hashrate
+    mc._watch.failures["aaa"] = mc._Failures(count=2, last_fault=0.0)  # failed long ago...
+    utils.incidents.raise_("worker-failing:aaa", "worker for aaa failing")
+    mc.watchdog_tick(now=mc.forgive_after(config.settings()) + 1.0)  # ...healthy ever since
+    assert "aaa" not in mc._watch.failures
+    assert not utils.incidents.is_open("worker-failing:aaa")
+
+
+@pytest.mark.parametrize("call", ["worker_status", "running_coin", "engine_reachable", "watchdog_tick"])
+def test_any_engine_call_ends_an_outage(worker, notes, logs, tmp_path, monkeypatch, call):
+    monkeypatch.setattr(mc, "ENGINE_DOWN_NOTIFY_SECONDS", 0.0)
+    go_down(tmp_path)
+    assert mc.manage_worker(A, [A]).action == "none"
+    assert utils.incidents.is_open("docker-down")
+    config.override(DOCKER_HOST=worker.url)  # back, and no cycle or stop has run yet
+    mc.reset_client()
+    getattr(mc, call)()
+    assert not utils.incidents.is_open("docker-down") and mc._down_since is None
+    assert "Docker engine reachable again" in notes
+    assert logs.matching("INFO Docker engine reachable again")
+
+
+def squat_on_start(monkeypatch, engine, keys: set[str]) -> None:
+    """Make starting a worker for these coins fail with a genuine engine error.
+
+    No start failure depends on the coin by itself (the image, mounts and HostConfig are the same
+    for every coin), so the test brings one about: just before the controller creates the worker
+    for one of `keys`, it creates a container under the worker's name, and the engine refuses the
+    controller's create with 409 Conflict. The squatter is removed right after, so another coin's
+    start is unaffected. Docker itself is not mocked: only our own start_worker is wrapped.
+    """
+    real = mc.start_worker
+
+    def start(client, c: dict):
+        if mc.coin_key(c) not in keys:
+            return real(client, c)
+        squatter = engine.client.containers.create(engine.image, name=config.settings().CONTAINER_NAME)
+        try:
+            return real(client, c)
+        finally:
+            squatter.remove(force=True)
+
+    monkeypatch.setattr(mc, "start_worker", start)
+
+
+def test_a_failed_switch_starts_the_previous_coin_again(worker, notes, logs, monkeypatch):
+    first = start_running(worker, [A])
+    squat_on_start(monkeypatch, worker, {"ccc"})
+    d = mc.manage_worker(C, [C, A])
+    assert (d.action, d.target["Key"]) == ("restore", "aaa")
+    now = engine_view(worker)
+    assert now.id != first.id and now.status == "running" and now.labels["mining_coin"] == "aaa"
+    assert utils.incidents.is_open("worker-start")  # the new coin's fault is still there
+    assert len([n for n in notes if n.startswith("Could not start the worker for Ccc")]) == 1
+    assert logs.matching("WARNING Start of Ccc (1.2000 USD/day) failed; starting Aaa (1.0000 USD/day) again")
+    assert config.state.get("current_coin") == "aaa" and config.state.get("switches") == 0
+
+
+def test_a_failed_switch_whose_restore_fails_too_keeps_the_incident(worker, notes, logs, monkeypatch):
+    start_running(worker, [A])
+    squat_on_start(monkeypatch, worker, {"ccc", "aaa"})
+    assert mc.manage_worker(C, [C, A]).action == "switch"
+    assert engine_view(worker) is None
+    assert utils.incidents.is_open("worker-start")
+    assert logs.matching("ERROR Could not start Aaa (1.0000 USD/day) again either")
