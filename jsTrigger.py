@@ -262,7 +262,13 @@ def render(browser: Browser, url: str, deadline: float, abort: threading.Event) 
         raise Aborted("aborted")
     driver = browser.driver
     timeout = max(0.5, deadline - time.monotonic())
-    driver.set_page_load_timeout(timeout)
+    # Every driver call is guarded: a dead tab, browser or chromedriver raises WebDriverException or, once
+    # chromedriver is gone, urllib3's connection errors. Either becomes a "browser error" for this page,
+    # which makes _render_with_retry replace the browser.
+    try:
+        driver.set_page_load_timeout(timeout)
+    except Exception as exc:
+        raise _fault(exc, abort) from None
     try:
         driver.get(url)
     except TimeoutException:
@@ -279,7 +285,10 @@ def render(browser: Browser, url: str, deadline: float, abort: threading.Event) 
         if status >= 400:
             raise RenderError(f"HTTP {status}")
         if text:
-            return driver.page_source
+            try:
+                return driver.page_source
+            except Exception as exc:
+                raise _fault(exc, abort) from None
         if time.monotonic() >= deadline:
             what = "has no #nethash element" if text is None else "#nethash stayed empty"
             raise RenderError(f"timed out after {config.settings().PAGE_TIMEOUT:g} s: page {what}")
@@ -336,6 +345,10 @@ def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[st
             return ERROR_PREFIX + "aborted", browser
         except RenderError as exc:
             reason = str(exc)
+        except Exception as exc:  # render() should have wrapped it; still a fault of this browser
+            if job.abort.is_set():
+                return ERROR_PREFIX + "aborted", browser
+            reason = f"browser error: {_short(exc)}"
         if reason.startswith(("browser error", "browser set-up")) and browser is not None:
             _retire(job, browser)  # a broken browser is replaced for the retry
             browser = None
@@ -348,26 +361,46 @@ def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[st
 
 def _retire(job: _Job, browser: Browser) -> None:
     job.untrack(browser)
-    browser.close()
+    try:
+        browser.close()
+    except Exception as exc:  # close() handles its own faults; this only keeps a worker alive regardless
+        log(f"[ERROR] Browser could not be closed: {_short(exc)}")
+        browser.kill()
 
 
 def _worker(job: _Job) -> None:
+    """Render URLs from the queue until it is empty or the job is aborted. No exception ends it early:
+    an unexpected one is that page's "Error: <reason>" and the next page gets a fresh browser."""
     browser: Browser | None = None
+    url: str | None = None
     try:
         while not job.abort.is_set():
             try:
                 url = job.urls.get_nowait()
             except queue.Empty:
+                url = None
                 break
             job.report(url, "rendering")
             started = time.monotonic()
-            result, browser = _render_with_retry(job, browser, url)
+            try:
+                result, browser = _render_with_retry(job, browser, url)
+            except Exception as exc:  # last resort: a bug, not a page fault; the browser may be in any state
+                log(f"[ERROR] {url}: rendering failed unexpectedly ({type(exc).__name__}): {_short(exc)}", force=True)
+                result = ERROR_PREFIX + ("aborted" if job.abort.is_set() else _short(exc))
+                if browser is not None:
+                    _retire(job, browser)
+                    browser = None
             with job.lock:
                 job.results[url] = result
+            done, url = url, None
             took = time.monotonic() - started
-            job.report(url, result if is_error(result) else f"ok ({took:.1f} s)")
-    except Exception as exc:  # never let a worker die silently: its pages get a reason
-        log(f"[ERROR] Browser worker failed: {_short(exc)}")
+            job.report(done, result if is_error(result) else f"ok ({took:.1f} s)")
+    except BaseException as exc:  # e.g. SystemExit raised in this thread: loud, never silent
+        log(f"[ERROR] Browser worker stopped ({type(exc).__name__}): {_short(exc)}", force=True)
+        if url is not None:
+            with job.lock:
+                job.results.setdefault(url, ERROR_PREFIX + f"worker stopped: {_short(exc)}")
+        raise
     finally:
         if browser is not None:
             _retire(job, browser)
@@ -393,6 +426,10 @@ def process_urls(
     for t in threads:
         t.start()
     _wait(threads, job)
+    with job.lock:
+        leftovers = list(job.browsers)
+    for browser in leftovers:  # normally none: each worker quits its own; this is the safety net
+        _retire(job, browser)
     with job.lock:
         return {url: job.results.get(url, ERROR_PREFIX + ("aborted" if abort.is_set() else "not rendered")) for url in unique}
 

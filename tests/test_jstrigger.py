@@ -169,3 +169,89 @@ def test_missing_driver_gives_reasons_not_exceptions(chromium, market):
 def test_desktop_user_agent():
     ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
     assert jsTrigger.desktop_user_agent(ua) == ua.replace("HeadlessChrome", "Chrome")
+
+
+def _pool_process(which: str) -> psutil.Process:
+    """This test's chromedriver, or the Chromium main process it started (BROWSERS=1: exactly one of each)."""
+    drivers = [p for p in chromium_descendants() if "chromedriver" in p.name().lower()]
+    assert len(drivers) == 1, drivers
+    if which == "chromedriver":
+        return drivers[0]
+    mains = [
+        p for p in drivers[0].children()
+        if "chrom" in p.name().lower() and not any(a.startswith("--type=") for a in p.cmdline())
+    ]
+    assert len(mains) == 1, mains
+    return mains[0]
+
+
+def _kill(proc: psutil.Process) -> int:
+    proc.kill()
+    psutil.wait_procs([proc], timeout=5)
+    return proc.pid
+
+
+@pytest.mark.parametrize("victim", ["chromedriver", "chromium", "chromium-before-page_source"])
+def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, market, monkeypatch, victim):
+    """A genuine WebDriver fault on one page (chromedriver or Chromium killed as that page starts, or
+    just before its source is read) costs a fresh browser, not the worker: with a single browser, every
+    later page still renders and no Chromium is left."""
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    config.override(BROWSERS=1, PAGE_TIMEOUT=30)  # room for the retry on a fresh browser, whatever the machine
+    urls = [market.url("monero") + f"?n={i}" for i in range(4)]
+    killed: list[int] = []
+    if victim == "chromium-before-page_source":
+        real_source = WebDriver.page_source
+
+        def source_after_a_crash(driver):
+            if not killed and driver.current_url == urls[1]:
+                killed.append(_kill(_pool_process("chromium")))
+            return real_source.fget(driver)
+
+        monkeypatch.setattr(WebDriver, "page_source", property(source_after_a_crash))
+    faults: list[str] = []
+    real_render = jsTrigger.render
+
+    def spying_render(browser, url, deadline, abort):
+        try:
+            return real_render(browser, url, deadline, abort)
+        except jsTrigger.RenderError as exc:
+            faults.append(f"{url}: {exc}")
+            raise
+
+    monkeypatch.setattr(jsTrigger, "render", spying_render)
+
+    def progress(url, message):
+        if url == urls[1] and message == "rendering" and victim in ("chromedriver", "chromium"):
+            killed.append(_kill(_pool_process(victim)))
+
+    result = jsTrigger.process_urls(urls, progress=progress)
+
+    assert killed, "the pool's process was never killed"
+    assert faults and all(f.startswith(urls[1] + ": browser error") for f in faults), faults  # a genuine fault
+    assert nethash_of(result[urls[0]]) == "5.12 GH/s"
+    assert nethash_of(result[urls[1]]) == "5.12 GH/s"  # retried on a fresh browser within its budget
+    assert nethash_of(result[urls[2]]) == "5.12 GH/s"
+    assert nethash_of(result[urls[3]]) == "5.12 GH/s"
+    assert chromium_descendants() == []
+
+
+def test_an_unexpected_exception_costs_one_page_not_the_worker(chromium, market, monkeypatch):
+    """Last resort: an exception no handler expects is that page's "Error: <reason>"; the worker goes on
+    with a fresh browser and the broken one is quit."""
+    config.override(BROWSERS=1)
+    urls = [market.url("monero") + f"?n={i}" for i in range(3)]
+    real_retry = jsTrigger._render_with_retry
+
+    def flaky(job, browser, url):
+        if url == urls[1]:
+            raise LookupError("something nobody expected")
+        return real_retry(job, browser, url)
+
+    monkeypatch.setattr(jsTrigger, "_render_with_retry", flaky)
+    result = jsTrigger.process_urls(urls)
+    assert result[urls[1]] == "Error: something nobody expected"
+    assert nethash_of(result[urls[0]]) == "5.12 GH/s"
+    assert nethash_of(result[urls[2]]) == "5.12 GH/s"
+    assert chromium_descendants() == []
