@@ -78,23 +78,32 @@ def _changed(source: str, what: str) -> None:
     utils.log(f"[INFO] command from {source}: {what}", force=True)
 
 
-def _controller(call: str) -> None:
-    """Call `miner_controller.<call>()`; a fault there must not break the command."""
+def _controller(call: str) -> str | None:
+    """Call `miner_controller.<call>()` and return its answer; a fault there must not break the command."""
     try:
         import miner_controller  # lazily: it builds a Docker client only when called
 
-        getattr(miner_controller, call)()
+        return getattr(miner_controller, call)()
     except Exception as exc:  # the controller is meant never to raise; guard anyway
         utils.log(f"[WARN] worker control ({call}) failed: {exc}")
+        return "failed"
+
+
+STOP_REPLIES = {
+    "stopped": "Paused: the worker is stopped until `miner start`.",
+    "none": "Paused: no worker was running; none will start until `miner start`.",
+    "failed": "Paused, but the worker could not be stopped now (see the log); it is retried every few minutes.",
+}
 
 
 def _miner_stop(cmd: Command, source: str) -> str:
     config.state.update(paused=True)
     _changed(source, "miner stop (paused)")
-    _controller("stop_current_container")
+    outcome = _controller("stop_worker")
     config.state.wake.set()  # the loop records the pause on disk at once
-    utils.notify(f"Worker stopped (paused by {source})")
-    return "Paused: the worker is stopped until `miner start`."
+    reply = STOP_REPLIES.get(outcome or "failed", STOP_REPLIES["failed"])
+    utils.notify(f"{reply} (by {source})")
+    return reply
 
 
 def _miner_start(cmd: Command, source: str) -> str:

@@ -49,6 +49,7 @@ class Check:
     name: str
     problem: str = ""
     fatal_once: bool = True  # fatal for --once; the daemon logs it and keeps serving
+    setup: bool = False  # a file the owner must set up: the start-up message gives its hint
 
 
 def check_files(s: config.Settings) -> list[Check]:
@@ -58,17 +59,21 @@ def check_files(s: config.Settings) -> list[Check]:
         s.PATH_WALLETS: "copy json/wallets.example.json to json/wallets.json and put your addresses in",
         s.PATH_POOLS: "a JSON object mapping each coin to \"host:port\" (see json/pools.json in the repository)",
     }
+    import strategy
+
     out = []
     for path, hint in hints.items():
         problem = ""
-        if not os.path.isfile(path):
-            problem = f"{path} not found: {hint}"
-        elif path != s.PATH_LINKS:
-            try:
+        try:
+            if path == s.PATH_LINKS:
+                strategy.read_links(path)
+            elif not os.path.isfile(path):
+                problem = f"{path} not found: {hint}"
+            else:
                 utils.read_json(path, expect=dict)
-            except utils.DataFileError as exc:
-                problem = f"{exc}: {hint}"
-        out.append(Check(os.path.basename(path), problem))
+        except (utils.DataFileError, strategy.SetupError) as exc:
+            problem = f"{exc}: {hint}"
+        out.append(Check(os.path.basename(path), problem, setup=True))
     return out
 
 
@@ -85,14 +90,10 @@ def check_docker() -> Check:
     """Docker is only warned about: the controller retries every cycle."""
     import miner_controller
 
-    try:
-        miner_controller.running_coin()
-        reachable = miner_controller.engine_reachable() if hasattr(miner_controller, "engine_reachable") else True
-    except Exception as exc:  # the controller should not raise, but start-up must not die of it
-        return Check("docker", f"Docker engine not usable ({exc}): will retry every cycle", fatal_once=False)
-    if not reachable:
-        return Check("docker", "Docker engine not reachable: mount /var/run/docker.sock or set DOCKER_HOST; will retry every cycle", fatal_once=False)
-    return Check("docker")
+    if miner_controller.engine_reachable():
+        return Check("docker")
+    return Check("docker", "Docker engine not reachable: mount /var/run/docker.sock or set DOCKER_HOST; "
+                 "will retry every cycle", fatal_once=False)
 
 
 def run_checks(s: config.Settings, docker: bool) -> list[Check]:
@@ -107,7 +108,7 @@ def run_checks(s: config.Settings, docker: bool) -> list[Check]:
 
 def setup_hints(problems: list[Check]) -> str:
     """The first-time setup message for the owner, or "" when nothing is missing."""
-    lines = [c.problem for c in problems if c.name in ("wallets.json", "pools.json", "links.txt") or c.name.endswith(".json")]
+    lines = [c.problem for c in problems if c.setup]
     if not lines:
         return ""
     return "Setup needed before mining can start:\n- " + "\n- ".join(lines)
@@ -131,10 +132,12 @@ def progress_printer(total: int) -> Callable[[str, str], None]:
 
 
 def count_links(path: str) -> int:
+    """How many pages an analysis will render (0 when links.txt is unusable: analyse() says why)."""
+    import strategy
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            return sum(1 for line in fh if line.strip() and not line.lstrip().startswith("#"))
-    except OSError:
+        return len(strategy.read_links(path))
+    except strategy.SetupError:
         return 0
 
 
@@ -146,9 +149,10 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False):
     import strategy
 
     s = config.settings()
-    log(f"[INFO] Market analysis started ({count_links(s.PATH_LINKS)} coin pages)")
+    pages = count_links(s.PATH_LINKS)
+    log(f"[INFO] Market analysis started ({pages} coin pages)")
     try:
-        result = strategy.analyse(abort=abort, progress=progress_printer(count_links(s.PATH_LINKS)))
+        result = strategy.analyse(abort=abort, progress=progress_printer(pages))
     except strategy.SetupError as exc:
         log(f"[ERROR] {exc}", force=True)
         utils.incidents.raise_("setup", f"Setup problem, analysis skipped: {exc}")
@@ -223,7 +227,6 @@ def run_once(args: argparse.Namespace) -> int:
 class Services:
     """The threads beside the profit loop, so shutdown can stop each one."""
 
-    stop: threading.Event = field(default_factory=threading.Event)
     api: object | None = None
     discord: object | None = None
     threads: list[threading.Thread] = field(default_factory=list)
@@ -258,14 +261,14 @@ def start_services(s: config.Settings) -> Services:
         log(f"[INFO] API on http://{s.API_HOST}:{s.API_PORT} (/1/summary, /status, /healthz, /metrics)", force=True)
     except OSError as exc:
         log(f"[ERROR] API port {s.API_PORT} unavailable ({exc}): set API_PORT to a free port; continuing without the API", force=True)
-    svc.spawn("pipe", lambda: commands.listen_for_commands(stop=svc.stop, path=s.PIPE_PATH))
+    svc.spawn("pipe", lambda: commands.listen_for_commands(stop=config.state.shutdown, path=s.PIPE_PATH))
     log(f"[INFO] Commands: echo \"help\" > {s.PIPE_PATH}", force=True)
     svc.discord = discord_service.start_discord()
     return svc
 
 
 def stop_services(svc: Services) -> None:
-    svc.stop.set()
+    config.state.shutdown.set()  # the pipe reader watches it (already set, unless the loop crashed)
     if svc.api is not None:
         svc.api.shutdown()
         svc.api.server_close()
@@ -278,12 +281,12 @@ def stop_services(svc: Services) -> None:
         t.join(timeout=2.0)
 
 
-def install_signal_handlers(abort: threading.Event) -> None:
-    """SIGTERM/SIGINT: stop taking commands, abort a running analysis, leave the loop."""
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGINT: set the shutdown event, which stops the pipe reader, aborts a running
+    analysis (its browsers are closed) and ends the profit loop."""
 
     def handler(signum, _frame) -> None:
         log(f"[INFO] {signal.Signals(signum).name} received: shutting down (the worker keeps mining)", force=True)
-        abort.set()
         config.state.shutdown.set()
         config.state.wake.set()
 
@@ -349,49 +352,92 @@ def restore_runtime(path: str) -> None:
             + (" (send \"miner start\" to resume)" if saved.get("paused") else ""), force=True)
 
 
-def profit_loop(dry_run: bool, abort: threading.Event) -> None:
-    """Analyse every HOURS_INTERVAL hours, apply the ranking, tick the watchdog in between."""
+@dataclass
+class LoopMemory:
+    """What the loop remembers between iterations: the pin it applied, the choice it saved."""
+
+    applied_pin: str | None
+    saved_choice: dict
+
+
+RETRY_AFTER_FAULT = 300.0  # an iteration that failed unexpectedly is retried this much later
+
+
+def persist_choice(memory: LoopMemory, path: str) -> None:
+    if owner_choice() != memory.saved_choice:
+        memory.saved_choice = owner_choice()
+        save_runtime(path, memory.saved_choice)
+
+
+def market_step(clock: LoopClock, memory: LoopMemory, dry_run: bool) -> None:
+    """Analyse when due or asked (`check` even while paused); apply a changed pin at once."""
+    st = config.state
+    now = time.monotonic()
+    forced = st.get("force_check")
+    if forced:
+        st.update(force_check=False)
+    paused = st.get("paused")
+    if forced or (clock.analysis_due(now) and not paused):
+        clock.analysed(now)  # before the attempt: a failing analysis is not retried in a hot loop
+        result = analyse(st.shutdown, show_table=True)
+        if result is not None and not st.get("paused") and not st.shutdown.is_set():
+            apply_ranking(result, dry_run)
+        memory.applied_pin = st.get("pinned")
+    elif clock.analysis_due(now):
+        log("[INFO] Paused: scheduled analysis skipped (send \"miner start\" to resume)")
+        clock.analysed(now)
+    elif st.get("pinned") != memory.applied_pin and not paused:
+        memory.applied_pin = st.get("pinned")
+        log(f"[INFO] Pin changed to {memory.applied_pin or 'none'}: applying it to the last ranking")
+        apply_ranking(None, dry_run)
+
+
+def watchdog_step(dry_run: bool) -> None:
+    """Between analyses: while paused, make sure no worker runs; else heal a missing worker, or
+    let the controller's watchdog check the running one."""
     import miner_controller
 
+    if dry_run:
+        return
+    if config.state.get("paused"):
+        if miner_controller.stop_worker() == "stopped":
+            log("[WARN] Mining is paused but a worker was running: it has been stopped", force=True)
+        return
+    if (miner_controller.engine_reachable() and not miner_controller.worker_status()
+            and config.state.get("last_ranking")):
+        log("[WARN] No worker container while mining is on (removed by hand?): starting from the last ranking", force=True)
+        apply_ranking(None, dry_run)
+        return
+    miner_controller.watchdog_tick()
+
+
+def profit_loop(dry_run: bool) -> None:
+    """Analyse every HOURS_INTERVAL hours, apply the ranking, tick the watchdog in between.
+
+    Ends when `config.state.shutdown` is set (SIGTERM, SIGINT, `exit`); that event also aborts a
+    running analysis. An unexpected fault in one iteration is logged and retried later: the loop,
+    and the worker, go on.
+    """
     s = config.settings()
     st = config.state
     clock = LoopClock(interval=s.HOURS_INTERVAL * 3600.0, watchdog=s.WATCHDOG_SECONDS)
     clock.next_watchdog = time.monotonic() + clock.watchdog
-    applied_pin = st.get("pinned")
-    saved_choice = owner_choice()
+    memory = LoopMemory(applied_pin=st.get("pinned"), saved_choice=owner_choice())
     while not st.shutdown.is_set():
         st.wake.clear()  # before acting: a command arriving meanwhile wakes the next wait at once
         st.beat()
-        if owner_choice() != saved_choice:
-            saved_choice = owner_choice()
-            save_runtime(s.PATH_RUNTIME, saved_choice)
-        now = time.monotonic()
-        forced = st.get("force_check")
-        if forced:
-            st.update(force_check=False)
-        paused = st.get("paused")
-        if forced or (clock.analysis_due(now) and not paused):
-            # `check` analyses even while paused; only an unpaused loop acts on the result.
-            result = analyse(abort, show_table=True)
-            clock.analysed(time.monotonic())
-            if result is not None and not st.get("paused") and not st.shutdown.is_set():
-                apply_ranking(result, dry_run)
-            applied_pin = st.get("pinned")
-        elif clock.analysis_due(now):
-            log("[INFO] Paused: scheduled analysis skipped (send \"miner start\" to resume)")
-            clock.analysed(now)
-        elif st.get("pinned") != applied_pin and not paused:
-            applied_pin = st.get("pinned")
-            log(f"[INFO] Pin changed to {applied_pin or 'none'}: applying it to the last ranking")
-            apply_ranking(None, dry_run)
-        now = time.monotonic()
-        if now >= clock.next_watchdog:
-            clock.next_watchdog = now + clock.watchdog
-            if not st.get("paused") and not dry_run:
-                miner_controller.watchdog_tick()
+        try:
+            persist_choice(memory, s.PATH_RUNTIME)
+            market_step(clock, memory, dry_run)
+            if time.monotonic() >= clock.next_watchdog and not st.shutdown.is_set():
+                clock.next_watchdog = time.monotonic() + clock.watchdog
+                watchdog_step(dry_run)
+        except Exception as exc:
+            log(f"[ERROR] Profit loop step failed ({type(exc).__name__}: {exc}); the worker keeps mining, "
+                f"retrying in {RETRY_AFTER_FAULT / 60:.0f} min", force=True)
+            clock.next_analysis = min(clock.next_analysis, time.monotonic() + RETRY_AFTER_FAULT)
         st.wake.wait(clock.wait_seconds(time.monotonic()))
-    if owner_choice() != saved_choice:
-        save_runtime(s.PATH_RUNTIME, owner_choice())
+    persist_choice(memory, s.PATH_RUNTIME)
     st.update(loop_alive=False)
 
 
@@ -404,8 +450,7 @@ def startup_banner(s: config.Settings, dry_run: bool) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     s = config.settings()
-    abort = threading.Event()
-    install_signal_handlers(abort)
+    install_signal_handlers()
     startup_banner(s, args.dry_run)
     restore_runtime(s.PATH_RUNTIME)
     problems = run_checks(s, docker=not args.dry_run)
@@ -413,7 +458,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     hints = setup_hints(problems)
     utils.notify("SmartMiner Manager started" + (f" on {s.MY_HASHRATE_KH:g} kH/s" if not hints else "") + (f"\n{hints}" if hints else ""))
     try:
-        profit_loop(args.dry_run, abort)
+        profit_loop(args.dry_run)
     finally:
         log("[INFO] Stopping services...", force=True)
         stop_services(svc)

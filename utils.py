@@ -104,6 +104,8 @@ def read_json(path: str, default: Any = ..., expect: type | None = None) -> Any:
         raise DataFileError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path} cannot be read: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, arrays nested 10^5 deep
+        raise DataFileError(f"{path} is not usable JSON: {str(exc)[:120]}") from None
     if expect is not None and not isinstance(data, expect):
         raise DataFileError(f"{path} must hold a JSON {expect.__name__}, found {type(data).__name__}")
     return data

@@ -189,3 +189,13 @@ def test_incidents_notify_once_and_on_clear():
 def test_empty_value_means_default():
     s = config.load_settings(environ={"MINER_THREADS": "", "DC_API_KEY": ""}, env_file=None)
     assert s.MINER_THREADS == 1 and s.DC_API_KEY == ""
+
+
+def test_read_json_turns_pathological_json_into_a_clear_error(tmp_path):
+    big = tmp_path / "big.json"
+    big.write_text('{"a": ' + "9" * 5000 + "}")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    for path in (big, deep):
+        with pytest.raises(utils.DataFileError, match="is not usable JSON"):
+            utils.read_json(str(path))

@@ -98,6 +98,7 @@ def test_2_miner_stop_removes_the_worker_and_pauses(rig):
     rig.send("miner stop")
     rig.wait_for(lambda: worker(rig) is None, 30, "the worker to be removed")
     assert status(rig)["paused"] is True
+    assert "Paused: the worker is stopped until `miner start`." in rig.logs()
     runtime = rig.env["PATH_RUNTIME"]
     rig.wait_for(lambda: json.load(open(runtime)).get("paused") is True, 10, "the pause to be kept on disk")
 

@@ -109,7 +109,7 @@ def test_loop_clock_waits_for_the_nearest_event_and_beats_every_minute():
 
 
 def test_setup_hints_list_only_file_problems():
-    problems = [main.Check("wallets.json", "json/wallets.json not found: copy ..."), main.Check("chromium", "x")]
+    problems = [main.Check("wallets.json", "json/wallets.json not found: copy ...", setup=True), main.Check("chromium", "x")]
     hint = main.setup_hints(problems)
     assert hint.startswith("Setup needed") and "wallets.json" in hint and "- x" not in hint
     assert main.setup_hints([main.Check("chromium", "x")]) == ""
@@ -129,3 +129,29 @@ def test_owner_choice_survives_a_restart_and_a_damaged_file_is_reported(tmp_path
         fh.write('{"paused": "yes", "pinned": 7}')  # wrong types are ignored, not trusted
     assert main.load_runtime(path) == {}
     assert main.load_runtime(str(tmp_path / "none.json")) == {}
+
+
+# --- the watchdog step on a real engine ---------------------------------------------------------
+from tests.test_miner_controller import coin, engine_view, notes, worker  # noqa: E402,F401 (fixtures)
+
+
+def test_a_worker_removed_by_hand_comes_back_from_the_last_ranking(worker):
+    import miner_controller
+
+    best = coin("aaa", 2.0)
+    config.state.update(last_ranking=[best, coin("bbb", 1.0)])
+    assert engine_view(worker) is None
+    main.watchdog_step(dry_run=False)
+    assert engine_view(worker).labels["mining_coin"] == "aaa"
+    engine_view(worker).remove(force=True)  # someone ran `docker rm -f` on the rig
+    main.watchdog_step(dry_run=False)
+    assert engine_view(worker).status == "running" and miner_controller.running_coin() == "aaa"
+
+
+def test_while_paused_the_watchdog_step_removes_any_worker(worker):
+    config.state.update(last_ranking=[coin("aaa", 2.0)])
+    main.watchdog_step(dry_run=False)
+    assert engine_view(worker) is not None
+    config.state.update(paused=True)  # e.g. `miner stop` came while the engine was down
+    main.watchdog_step(dry_run=False)
+    assert engine_view(worker) is None
