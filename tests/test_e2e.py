@@ -122,11 +122,17 @@ def test_3_miner_start_switches_to_a_coin_that_now_leads(rig):
     assert st["paused"] is False
 
 
-def test_4_a_gain_below_the_threshold_stays(rig):
+def current_and_rival(rig) -> tuple[list[dict], dict, dict]:
+    """The ranking, the running coin's row, and the best-ranked other coin's row."""
     st = status(rig)
     ranking = st["ranking"]
     current = next(c for c in ranking if c["key"] == st["current_coin"])
     rival = next(c for c in ranking if c["key"] != current["key"])
+    return ranking, current, rival
+
+
+def test_4_a_gain_below_the_threshold_stays(rig):
+    ranking, current, rival = current_and_rival(rig)
     before = worker(rig).id
     set_income(rig, rival["key"], ranking, income(current) * 1.02)
     after = check_now(rig)
@@ -136,10 +142,7 @@ def test_4_a_gain_below_the_threshold_stays(rig):
 
 
 def test_4b_no_switch_when_the_running_coins_page_is_garbage(rig):
-    st = status(rig)
-    ranking = st["ranking"]
-    current = next(c for c in ranking if c["key"] == st["current_coin"])
-    rival = next(c for c in ranking if c["key"] != current["key"])
+    ranking, current, rival = current_and_rival(rig)
     before = worker(rig).id
     saved = {k: rig.market.market.get(k).price for k in (current["key"], rival["key"])}
     set_income(rig, rival["key"], ranking, income(current) * 1.5)  # would win by far...
