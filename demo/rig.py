@@ -123,6 +123,7 @@ class Rig:
         self.stop_daemon()
         if self.dockerd is not None:
             self.dockerd.stop()
+            shutil.rmtree(self.dockerd.base_dir, ignore_errors=True)
         self.market.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
