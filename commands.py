@@ -181,10 +181,18 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes}m"
 
 
+def coin_label(key: str | None, ranking: list) -> str:
+    """"Etica (ETI)" for a running coin's Key when the ranking knows it, else the Key itself."""
+    if not key:
+        return "none"
+    row = next((c for c in ranking if isinstance(c, dict) and c.get("Key") == key), None)
+    return f"{row.get('Coin name')} ({row.get('Symbol')})" if row and row.get("Coin name") else key
+
+
 def format_status(snap: dict, now: float) -> str:
     """The `status` reply from a `config.state.snapshot()`. Pure (`now` in epoch seconds)."""
     parts = ["paused" if snap.get("paused") else "running"]
-    parts.append(f"coin: {snap.get('current_coin') or 'none'}")
+    parts.append(f"coin: {coin_label(snap.get('current_coin'), snap.get('last_ranking') or [])}")
     income = snap.get("current_income_usd")
     parts.append(f"income: ${income:.4f}/day" if income is not None else "income: unknown")
     if snap.get("pinned"):

@@ -52,6 +52,8 @@ def test_format_status_running_and_paused():
     line = commands.format_status(snap, now)
     assert line.startswith("running | coin: Monero | income: $0.1235/day | next check: ")
     assert line.endswith("(in 2h 5m)") and "\n" not in line
+    snap["last_ranking"] = [{"Key": "Monero", "Coin name": "Monero", "Symbol": "XMR"}]
+    assert "coin: Monero (XMR) |" in commands.format_status(snap, now)
     snap.update(paused=True, pinned="xmr", current_coin=None, current_income_usd=None, next_analysis=None)
     assert commands.format_status(snap, now) == (
         "paused | coin: none | income: unknown | pinned: xmr | next check: not scheduled")
