@@ -12,6 +12,7 @@ import pytest
 
 import config
 import main
+import utils
 from tests.conftest import require
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,3 +156,38 @@ def test_while_paused_the_watchdog_step_removes_any_worker(worker):
     config.state.update(paused=True)  # e.g. `miner stop` came while the engine was down
     main.watchdog_step(dry_run=False)
     assert engine_view(worker) is None
+
+
+# --- the daemon's services wired together: API, pipe and Discord ----------------------------------
+def test_services_wire_discord_pipe_and_api_to_one_state(tmp_path):
+    """start_services as the daemon runs it: the owner's DM and the FIFO drive the same state, the
+    start-up notice reaches Discord, and stop_services ends every thread."""
+    import json
+    import urllib.request
+
+    from demo.rig import free_port
+    from tests.discord_standin import DiscordStandIn
+
+    owner = 123456789012345678
+    s = config.override(DC_API_KEY="test.bot.token", DC_USER_ID=str(owner), API_HOST="127.0.0.1",
+                        API_PORT=free_port(), PIPE_PATH=str(tmp_path / "miner_comm"))
+    with DiscordStandIn() as dc, dc.patched():
+        svc = main.start_services(s)
+        try:
+            assert svc.discord is not None and svc.discord.ready.wait(15)
+            utils.notify("SmartMiner Manager started")
+            assert dc.wait_dms(1)[0].content == "SmartMiner Manager started"
+            dc.inject_message("logs off", author_id=owner)  # the owner, by DM
+            dc.wait_dms(2)
+            assert config.state.get("logs_enabled") is False
+            with open(s.PIPE_PATH, "w", encoding="utf-8") as fh:  # and the pipe, on the rig
+                fh.write("pin qrl\n")
+            deadline = time.monotonic() + 10
+            while config.state.get("pinned") != "qrl" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with urllib.request.urlopen(f"http://127.0.0.1:{s.API_PORT}/status", timeout=5) as resp:
+                assert json.loads(resp.read())["pinned"] == "qrl"
+        finally:
+            main.stop_services(svc)
+    assert config.state.shutdown.is_set()
+    assert all(not t.is_alive() for t in svc.threads)
