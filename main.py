@@ -171,22 +171,11 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False):
     return result
 
 
-def running_coin_untrusted(result) -> str | None:
-    """The running coin's Key when this analysis could not read it in a way we trust, else None."""
-    import miner_controller
-
-    untrusted = result.untrusted_keys() if result is not None else set()
-    if not untrusted:
-        return None
-    running = miner_controller.running_coin()
-    return running if running in untrusted else None
-
-
 def apply_ranking(result, dry_run: bool) -> None:
     """Hand the ranking to the controller, which keeps or switches the worker.
 
     `result` None re-applies the last ranking (a pin changed). The worker is left alone when there
-    is nothing usable, or when its own coin's reading failed this cycle (unless a pin says otherwise).
+    is nothing usable; the controller also keeps it when its own coin's reading failed this cycle.
     """
     import miner_controller
 
@@ -196,12 +185,8 @@ def apply_ranking(result, dry_run: bool) -> None:
     if best is None and not pinned:
         log("[WARN] No usable coin in this analysis: the current worker keeps mining", force=True)
         return
-    held = None if pinned else running_coin_untrusted(result)
-    if held:
-        log(f"[WARN] No trustworthy reading of the running coin {held} this cycle: it keeps mining "
-            "(no switch on data that cannot be trusted)", force=True)
-        return
-    miner_controller.manage_worker(best, coins, dry_run=dry_run)
+    hold = result.untrusted_keys() if result is not None else frozenset()
+    miner_controller.manage_worker(best, coins, dry_run=dry_run, hold=hold)
 
 
 def run_once(args: argparse.Namespace) -> int:
@@ -403,12 +388,9 @@ def watchdog_step(dry_run: bool) -> None:
         if miner_controller.stop_worker() == "stopped":
             log("[WARN] Mining is paused but a worker was running: it has been stopped", force=True)
         return
-    if (miner_controller.engine_reachable() and not miner_controller.worker_status()
-            and config.state.get("last_ranking")):
+    if miner_controller.watchdog_tick() == "missing" and config.state.get("last_ranking"):
         log("[WARN] No worker container while mining is on (removed by hand?): starting from the last ranking", force=True)
         apply_ranking(None, dry_run)
-        return
-    miner_controller.watchdog_tick()
 
 
 def profit_loop(dry_run: bool) -> None:

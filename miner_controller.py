@@ -10,14 +10,11 @@ inject XMRig options are each one clear log line (and one notification per incid
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +28,6 @@ INCOME_LABEL = "smartminer.income_usd"
 SYMBOL_LABEL = "smartminer.symbol"
 CONTAINER_CONFIG_PATH = "/config.json"
 DOCKER_TIMEOUT = 15  # seconds for one engine call (stop adds STOP_TIMEOUT on top)
-XMRIG_API_TIMEOUT = 1.0
 MAX_BACKOFF_SECONDS = 3600.0
 FORGIVE_SECONDS = 6 * 3600.0  # healthy this long: past watchdog failures are forgotten
 ENGINE_DOWN_NOTIFY_SECONDS = 600.0  # an outage this long is worth a message to the owner
@@ -95,11 +91,14 @@ def worth_switching(old: float, new: float, threshold: float) -> bool:
     return new - old > -old * (threshold - 1.0)
 
 
-def decide(running: str | None, ranking: list[dict], threshold: float, pin: str | None = None) -> Decision:
+def decide(running: str | None, ranking: list[dict], threshold: float, pin: str | None = None,
+           hold: frozenset[str] | set[str] = frozenset()) -> Decision:
     """What to do, given the running coin's Key (or None), the ranking (best first), and a pin.
 
     A pin (any name, ticker or slug) overrides the ranking; one that matches no ranked coin is
-    ignored with a warning.
+    ignored with a warning. `hold` lists the Keys whose reading could not be trusted this cycle: a
+    running coin among them keeps mining ("hold"), because a switch must never rest on a failed
+    page or a held-back reading.
     """
     if not ranking:
         return Decision("none", None, "no coin to mine (empty ranking)")
@@ -115,6 +114,8 @@ def decide(running: str | None, ranking: list[dict], threshold: float, pin: str 
             return Decision(action, pinned, f"pinned to {coin_key(pinned)}")
     if not running:
         return Decision("start", best, "no worker running")
+    if running.strip().lower() in hold:
+        return Decision("hold", None, f"no trustworthy reading of the running coin {running} this cycle")
     if _names(best, running):
         return Decision("stay", best, "stable: the running coin is the best")
     current = _find(ranking, running)
@@ -226,7 +227,7 @@ def backoff_seconds(failures: int, base: float) -> float:
     return min(base * 2 ** (failures - 2), MAX_BACKOFF_SECONDS)
 
 
-def parse_hashrate(summary: Any) -> float | None:
+def summary_hashrate(summary: Any) -> float | None:
     """`hashrate.total[0]` of an XMRig summary; None when XMRig has no figure yet (or no such field)."""
     try:
         value = summary["hashrate"]["total"][0]
@@ -452,27 +453,29 @@ def _log_stay(decision: Decision, running: dict | None, ranking: list[dict]) -> 
               f"gain {gain} is within the {(threshold - 1) * 100:.0f}% threshold")
 
 
+def _set_current(coin: dict | None, since: float | None = None) -> None:
+    """The run state's view of the worker (the container's label stays the truth)."""
+    if coin is None:
+        config.state.update(current_coin=None, current_since=None, current_income_usd=None)
+        return
+    config.state.update(current_coin=coin_key(coin), current_since=since or time.time(),
+                        current_income_usd=coin.get("Income per day in usd"))
+
+
 def _after_stay(container: Any, decision: Decision) -> None:
     """Keep the run state in step with the engine (a restarted manager learns it here)."""
-    key = coin_key(decision.target)
-    changes: dict[str, Any] = {"current_coin": key, "current_income_usd": decision.target.get("Income per day in usd")}
-    if config.state.get("current_coin") != key or config.state.get("current_since") is None:
-        changes["current_since"] = _started_at(container) or time.time()
-    config.state.update(**changes)
+    same = config.state.get("current_coin") == coin_key(decision.target)
+    since = config.state.get("current_since") if same else None
+    _set_current(decision.target, since or _started_at(container))
 
 
 def _after_start(decision: Decision, previous: dict | None, previous_key: str | None) -> None:
     """Run state, status.json and the owner's message after a start or a switch."""
     target = decision.target
     s = config.settings()
-    changes: dict[str, Any] = {
-        "current_coin": coin_key(target),
-        "current_since": time.time(),
-        "current_income_usd": target.get("Income per day in usd"),
-    }
+    _set_current(target)
     if decision.action == "switch":
-        changes["switches"] = config.state.get("switches") + 1
-    config.state.update(**changes)
+        config.state.update(switches=config.state.get("switches") + 1)
     try:
         utils.write_status(target, s.CONTAINER_NAME, hashrate_hs=target.get("Hashrate H/s"))
     except OSError as exc:
@@ -486,7 +489,7 @@ def _after_start(decision: Decision, previous: dict | None, previous_key: str | 
 
 
 def _dry_run(decision: Decision, container: Any) -> None:
-    if decision.action in ("stay", "none"):
+    if decision.action in ("stay", "none", "hold"):
         utils.log(f"[INFO] [DRY-RUN] {decision.action}: {decision.reason}", force=True)
         return
     s = config.settings()
@@ -557,13 +560,12 @@ def _restore(client: Any, previous: dict | None, failed: Decision) -> Decision |
         utils.log(f"[ERROR] Could not start {_describe(previous)} again either: {name} is not mining")
         return None
     restored = Decision("restore", previous, f"start of {coin_key(failed.target)} failed; back on {coin_key(previous)}")
-    config.state.update(current_coin=coin_key(previous), current_since=time.time(),
-                        current_income_usd=previous.get("Income per day in usd"))
+    _set_current(previous)
     utils.log(f"[INFO] Worker {name} mining {_describe(previous)} again ({restored.reason})")
     return restored
 
 
-def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
+def _apply(best: dict | None, coins: list[dict], dry_run: bool, hold: frozenset[str] | set[str]) -> Decision:
     s = config.settings()
     ranking = _ranking(best, coins)
     try:
@@ -575,9 +577,12 @@ def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
         utils.log(f"[INFO] [DRY-RUN] Docker engine not reachable ({exc}): deciding as if no worker ran", force=True)
         container = None
     running = _label(container) if container is not None and _status_of(container) == "running" else None
-    decision = decide(running, ranking, s.INCOME_TRESHOLD, config.state.get("pinned"))
+    decision = decide(running, ranking, s.INCOME_TRESHOLD, config.state.get("pinned"), hold)
     if dry_run:
         _dry_run(decision, container)
+        return decision
+    if decision.action == "hold":
+        utils.log(f"[WARN] {decision.reason}: it keeps mining (no switch on data that cannot be trusted)", force=True)
         return decision
     if decision.action == "none":
         utils.log(f"[WARN] No coin to mine: {decision.reason}")
@@ -599,13 +604,16 @@ def _apply(best: dict | None, coins: list[dict], dry_run: bool) -> Decision:
     return _restore(client, previous, decision) or decision
 
 
-def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False) -> Decision:
+def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False,
+                  hold: frozenset[str] | set[str] = frozenset()) -> Decision:
     """One analysis' worth of worker control: decide and act. Never raises.
 
     `best` is strategy's pick, `coins` its ranking (best first). Failing and unsafe coins are left
     out, a pin overrides the ranking, and the running coin comes from the container's label.
+    `hold`: Keys whose reading this cycle could not be trusted (see `decide`).
     Actions: "stay", "start", "switch", "restore" (the switch failed, the old coin runs again),
-    "none" (nothing done: no coin, paused, engine down or an error).
+    "hold" (the running coin could not be read: no switch), "none" (nothing done: no coin, paused,
+    engine down or an error).
 
     `paused` is checked again under the lock: `miner stop` sets it before taking the lock, so a
     cycle that checked it earlier and then waited here must not start a worker after the stop.
@@ -616,7 +624,7 @@ def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False) -
             utils.log(f"{tag} Paused (miner stop): leaving the worker alone", force=dry_run)
             return Decision("none", None, "paused")
         try:
-            decision = _apply(best, coins, dry_run)
+            decision = _apply(best, coins, dry_run, hold)
         except EngineDown as exc:
             _engine_down(exc)
             return Decision("none", None, f"Docker engine unreachable: {exc}")
@@ -644,7 +652,7 @@ def stop_worker() -> str:
             utils.log(f"[ERROR] Could not stop the worker: {type(exc).__name__}: {exc}")
             return "failed"
         _engine_up()
-        config.state.update(current_coin=None, current_since=None, current_income_usd=None)
+        _set_current(None)
         if container is None:
             return "none"
         utils.log(f"[INFO] Worker {config.settings().CONTAINER_NAME} stopped and removed")
@@ -747,20 +755,20 @@ def reset_watchdog() -> None:
             utils.incidents.clear(key, f"Watchdog record for {coin} reset: it will be tried again")
 
 
-def read_hashrate(s: config.Settings) -> float | None:
-    """XMRig's current hashrate from its API, None when unreachable or not reported yet."""
-    url = f"http://{s.XMRIG_HOST}:{s.XMRIG_PORT}/1/summary"
-    try:
-        with urllib.request.urlopen(url, timeout=XMRIG_API_TIMEOUT) as resp:
-            return parse_hashrate(json.loads(resp.read()))
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        utils.log(f"[DEBUG] XMRig API {url} unavailable: {exc}")
+def read_hashrate() -> float | None:
+    """XMRig's current hashrate from its API (the API wrapper's client), None when unreachable."""
+    import api_wrapper
+
+    answer = api_wrapper.fetch_xmrig("/1/summary")
+    if answer.error:
+        utils.log(f"[DEBUG] XMRig API unavailable: {answer.error}")
         return None
+    return summary_hashrate(answer.data)
 
 
 def _zero_hashrate_for(container: Any, now: float, s: config.Settings) -> float | None:
     """Seconds this running worker has reported 0 H/s, None while it mines (or says nothing)."""
-    rate = read_hashrate(s)
+    rate = read_hashrate()
     if rate is None:
         return None
     if rate > 0:
@@ -841,10 +849,15 @@ def _forgive(key: str, now: float, s: config.Settings) -> None:
         utils.incidents.clear(f"worker-failing:{key}", f"Worker for {key} healthy again: its failure record is cleared")
 
 
-def watchdog_tick(now: float | None = None) -> None:
-    """One watchdog check of the worker (the main loop calls it every WATCHDOG_SECONDS). Never raises."""
+def watchdog_tick(now: float | None = None) -> str:
+    """One watchdog check of the worker (the main loop calls it every WATCHDOG_SECONDS). Never raises.
+
+    Returns what it saw: "paused", "missing" (no worker container: the caller may start one from
+    the last ranking), "ok", "fault" (handled: restarted or given up on), "down" (engine
+    unreachable) or "error".
+    """
     if config.state.get("paused"):
-        return
+        return "paused"
     now = time.time() if now is None else now
     s = config.settings()
     with _lock:
@@ -852,16 +865,19 @@ def watchdog_tick(now: float | None = None) -> None:
             container = find_container(get_client())
             _engine_up()
             if container is None:
-                return
+                return "missing"
             key = _label(container) or "unknown"
             if key in config.state.get("failing_coins"):
-                return  # already given up on; the next analysis replaces it
+                return "fault"  # already given up on; the next analysis replaces it
             fault = fault_of(container, now, s)
             if fault is None:
                 _forgive(key, now, s)
-                return
+                return "ok"
             _handle_fault(container, key, fault, now, s)
+            return "fault"
         except EngineDown as exc:
             _engine_down(exc)
+            return "down"
         except Exception as exc:
             utils.log(f"[ERROR] Watchdog check failed: {type(exc).__name__}: {exc}")
+            return "error"

@@ -172,6 +172,14 @@ def test_decide_switches_when_the_gain_beats_the_threshold():
     assert d.gain_pct == pytest.approx(20.0)
 
 
+def test_decide_holds_a_running_coin_whose_reading_failed():
+    d = mc.decide("aaa", [C], 1.05, hold={"aaa"})  # aaa's page failed: it is not even ranked
+    assert (d.action, d.target) == ("hold", None) and "aaa" in d.reason
+    assert mc.decide("aaa", [C], 1.05).action == "switch"  # without the hold it would switch
+    assert mc.decide("aaa", [C, A], 1.05, pin="ccc", hold={"aaa"}).action == "switch"  # a pin still rules
+    assert mc.decide(None, [C], 1.05, hold={"aaa"}).action == "start"  # nothing runs: nothing to hold
+
+
 def test_decide_keeps_the_seeds_rule_at_the_threshold_itself():
     old, new = coin("old", 2.0), coin("new", 2.0 * 1.05)
     assert mc.decide("old", [new, old], 1.05).action == "stay"
@@ -290,8 +298,8 @@ def test_backoff_grows_and_is_capped():
     ({"hashrate": {"total": [None, None, None]}}, None),  # XMRig's first minute
     ({"hashrate": {}}, None), ([], None), ("html", None),
 ])
-def test_parse_hashrate(summary, rate):
-    assert mc.parse_hashrate(summary) == rate
+def test_summary_hashrate(summary, rate):
+    assert mc.summary_hashrate(summary) == rate
 
 
 # --- on a real engine ----------------------------------------------------------------------------
