@@ -162,8 +162,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | None
         value = _convert(f.name, kind, merged[f.name])
         _check_range(f.name, value, merged[f.name].strip())
         values[f.name] = value
-    result = Settings(**values)
-    for name in RANGES:  # defaults are in range too, but a changed default must not slip through
+    return validate(Settings(**values))
+
+
+def validate(result: Settings) -> Settings:
+    """Every range and choice, on the whole record (a changed default must not slip through either)."""
+    for name in RANGES:
         _check_range(name, getattr(result, name))
     if result.LOG_LEVEL.upper() not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL={result.LOG_LEVEL!r} is not one of {', '.join(LOG_LEVELS)}")
@@ -192,9 +196,7 @@ def set_settings(new: Settings | None) -> None:
 
 def override(**changes: Any) -> Settings:
     """Settings with some fields changed, validated, installed for the process and returned."""
-    new = dataclasses.replace(settings(), **changes)
-    for name in RANGES:
-        _check_range(name, getattr(new, name))
+    new = validate(dataclasses.replace(settings(), **changes))
     set_settings(new)
     return new
 

@@ -53,26 +53,25 @@ class Check:
 
 
 def check_files(s: config.Settings) -> list[Check]:
-    """Links, wallets and pools readable, with a hint that says how to fix each."""
-    hints = {
-        s.PATH_LINKS: "one MiningPoolStats coin URL per line (see links.txt in the repository)",
-        s.PATH_WALLETS: "copy json/wallets.example.json to json/wallets.json and put your addresses in",
-        s.PATH_POOLS: "a JSON object mapping each coin to \"host:port\" (see json/pools.json in the repository)",
-    }
+    """Links, wallets and pools usable, read by the very readers the analysis uses, with a hint
+    that says how to fix each."""
     import strategy
 
+    files = (
+        (s.PATH_LINKS, strategy.read_links, "one MiningPoolStats coin URL per line (see links.txt in the repository)"),
+        (s.PATH_WALLETS, strategy.read_wallets, "copy json/wallets.example.json to json/wallets.json and put your addresses in"),
+        (s.PATH_POOLS, strategy.read_pools, "a JSON object mapping each coin to \"host:port\" (see json/pools.json in the repository)"),
+    )
     out = []
-    for path, hint in hints.items():
+    for path, read, hint in files:
         problem = ""
-        try:
-            if path == s.PATH_LINKS:
-                strategy.read_links(path)
-            elif not os.path.isfile(path):
-                problem = f"{path} not found: {hint}"
-            else:
-                utils.read_json(path, expect=dict)
-        except (utils.DataFileError, strategy.SetupError) as exc:
-            problem = f"{exc}: {hint}"
+        if not os.path.isfile(path):
+            problem = f"{path} not found: {hint}"
+        else:
+            try:
+                read(path)
+            except strategy.SetupError as exc:
+                problem = str(exc)
         out.append(Check(os.path.basename(path), problem, setup=True))
     return out
 

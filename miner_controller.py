@@ -394,8 +394,6 @@ def stop_and_remove(container: Any) -> None:
 
 def start_worker(client: Any, coin: dict) -> Any:
     """Create and start the worker for `coin`. A start that fails leaves no container behind."""
-    import docker
-
     kwargs = run_kwargs(coin, config.settings())
     kwargs.pop("detach")  # create() is always detached; detach is a run() option
     container = _engine_call("create worker", client.containers.create, **kwargs)

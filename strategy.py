@@ -183,6 +183,10 @@ def read_wallets(path: str) -> dict[str, str]:
     return {k: v.strip() for k, v in data.items()}
 
 
+def read_pools(path: str) -> dict[str, Any]:
+    return _read_mapping(path, "\"host:port\" strings or {\"url\": ...} objects")
+
+
 def read_rules(path: str) -> dict[str, dict]:
     """config.DEFAULT_COIN_RULES with the optional coins file merged over it (per coin, per field)."""
     rules = {k: dict(v) for k, v in config.DEFAULT_COIN_RULES.items()}
@@ -203,7 +207,7 @@ def load_setup() -> Setup:
     return Setup(
         links=read_links(s.PATH_LINKS),
         wallets=read_wallets(s.PATH_WALLETS),
-        pools=_read_mapping(s.PATH_POOLS, "\"host:port\" strings or {\"url\": ...} objects"),
+        pools=read_pools(s.PATH_POOLS),
         rules=read_rules(s.PATH_COINS),
     )
 
@@ -298,8 +302,7 @@ def build_record(html: str, url: str, setup: Setup, power_cost: float | None) ->
 
 # --- the analysis -----------------------------------------------------------------------------------
 def _excluded_by_failures(record: dict, failing: Iterable[str]) -> bool:
-    keys = utils.coin_keys(record.get("Coin name"), record.get("Symbol"), record.get("Url"))
-    return any(str(f).strip().lower() in keys for f in failing)
+    return any(utils.coin_matches(record, str(f)) for f in failing)
 
 
 def _warn_unmatched(setup: Setup, records: list[dict]) -> None:

@@ -32,15 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import config  # noqa: E402
+from demo.rig import free_port  # noqa: E402
 
 CLIENT_TIMEOUT = 5.0
 SEED_TIMEOUT = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- servers, each in its own process --------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import config  # noqa: E402
 import miner_controller as mc  # noqa: E402
 import utils  # noqa: E402
 from demo.dockerd import build_standin_image, start_private_dockerd  # noqa: E402
+from demo.rig import free_port  # noqa: E402
 
 IMAGE = "smartminer_standin:bench"
 NAME = "smartminer_bench_worker"
@@ -42,12 +42,6 @@ def coin(key: str, income: float) -> dict:
         "Wallet": f"4{key}WALLETabcdef0123456789", "Pool": "127.0.0.1:3333", "Pool fee": 0.0,
         "Algo": "rx/0", "XmrigCoin": None, "Hashrate H/s": 17300.0,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def running(client, name: str) -> bool:

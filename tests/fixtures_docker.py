@@ -6,7 +6,6 @@ stopped by the pid in its own pidfile, and its folder is removed afterwards.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -23,13 +22,6 @@ class DockerEngine:
     url: str
     client: Any
     image: str
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (workers use host networking, so each test needs its own)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import pytest
 import config
 import miner_controller as mc
 import utils
-from tests.fixtures_docker import free_port
+from demo.rig import free_port
 
 
 # --- helpers -------------------------------------------------------------------------------------
