@@ -178,6 +178,7 @@ def worker_command(coin: dict, s: config.Settings, with_config: bool) -> list[st
     `--config` in a chain document that sits *before* the file, and the later ones in a document
     after it; a top-level key is looked up newest first. Options after `--config` therefore win
     over config.json (its "http" block, any "pools" the owner adds), options before it would lose.
+    The command line's "http" object replaces the file's whole, so it carries `--http-enabled` too.
     """
     args = _checked(coin)
     cmd = [f"--config={CONTAINER_CONFIG_PATH}"] if with_config else []
@@ -186,7 +187,7 @@ def worker_command(coin: dict, s: config.Settings, with_config: bool) -> list[st
         cmd += ["--coin", args["coin"]]
     if "algo" in args:
         cmd += ["--algo", args["algo"]]
-    cmd += ["--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT)]
+    cmd += ["--http-enabled", "--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT)]
     return cmd
 
 

@@ -270,7 +270,7 @@ def test_worker_command_is_an_argument_list_with_coin_algo_and_api():
     # --config first: XMRig lets options *after* --config override the file (see worker_command)
     assert cmd[:8] == ["--config=/config.json", "-o", "pool.zephyr:4444", "-u", "4zephyrWALLETabcdef0123456789",
                        "-p", "x", "-k"]
-    assert cmd[8:] == ["--threads=3", "--coin", "zephyr", "--algo", "rx/0", "--http-host", "127.0.0.1",
+    assert cmd[8:] == ["--threads=3", "--coin", "zephyr", "--algo", "rx/0", "--http-enabled", "--http-host", "127.0.0.1",
                        "--http-port", "3999"]
     plain = mc.worker_command(coin("plain", 1.0), s, False)
     assert "--coin" not in plain and plain[0] == "-o"
@@ -314,7 +314,7 @@ def test_first_start_runs_the_worker_as_the_issue_says(worker, notes):
     }
     assert attrs["Args"] == [  # --config first, so the command line wins over config.json
         "--config=/config.json", "-o", "127.0.0.1:3334", "-u", best["Wallet"], "-p", "x", "-k", "--threads=1",
-        "--algo", "rx/0", "--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT),
+        "--algo", "rx/0", "--http-enabled", "--http-host", "127.0.0.1", "--http-port", str(s.XMRIG_PORT),
     ]
     host = attrs["HostConfig"]
     assert host["RestartPolicy"]["Name"] == "unless-stopped"
