@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import config
 import utils
@@ -363,6 +363,24 @@ def _engine_up() -> None:
     utils.incidents.clear("docker-down", "Docker engine reachable again")
 
 
+T = TypeVar("T")
+
+
+def _engine_work(what: str, body: Callable[[], T], down: T, error: T) -> T:
+    """Run `body` against the engine. An outage is reported by `_engine_down` and answers `down`;
+    any other fault is one error line and answers `error`; success ends an outage. Never raises."""
+    try:
+        result = body()
+    except EngineDown as exc:
+        _engine_down(exc)
+        return down
+    except Exception as exc:  # the loop, the commands and the API must go on; the line says what broke
+        utils.log(f"[ERROR] {what} failed: {type(exc).__name__}: {exc}")
+        return error
+    _engine_up()
+    return result
+
+
 def _status_of(container: Any) -> str:
     return (container.attrs.get("State") or {}).get("Status") or container.status
 
@@ -622,16 +640,9 @@ def manage_worker(best: dict | None, coins: list[dict], dry_run: bool = False,
             tag = "[INFO] [DRY-RUN]" if dry_run else "[DEBUG]"
             utils.log(f"{tag} Paused (miner stop): leaving the worker alone", force=dry_run)
             return Decision("none", None, "paused")
-        try:
-            decision = _apply(best, coins, dry_run, hold)
-        except EngineDown as exc:
-            _engine_down(exc)
-            return Decision("none", None, f"Docker engine unreachable: {exc}")
-        except Exception as exc:  # the loop must go on; the line says what broke
-            utils.log(f"[ERROR] Worker control failed: {type(exc).__name__}: {exc}")
-            return Decision("none", None, f"error: {exc}")
-        _engine_up()
-        return decision
+        return _engine_work("Worker control", lambda: _apply(best, coins, dry_run, hold),
+                            down=Decision("none", None, "Docker engine unreachable"),
+                            error=Decision("none", None, "worker control failed (see the log)"))
 
 
 def stop_worker() -> str:
@@ -640,22 +651,18 @@ def stop_worker() -> str:
     (logged). Never raises.
     """
     with _lock:
-        try:
-            container = find_container(get_client())
-            if container is not None:
-                stop_and_remove(container)
-        except EngineDown as exc:
-            _engine_down(exc)
-            return "failed"
-        except Exception as exc:
-            utils.log(f"[ERROR] Could not stop the worker: {type(exc).__name__}: {exc}")
-            return "failed"
-        _engine_up()
-        _set_current(None)
-        if container is None:
-            return "none"
-        utils.log(f"[INFO] Worker {config.settings().CONTAINER_NAME} stopped and removed")
-        return "stopped"
+        return _engine_work("Stopping the worker", _stop_and_remove_current, down="failed", error="failed")
+
+
+def _stop_and_remove_current() -> str:
+    container = find_container(get_client())
+    if container is not None:
+        stop_and_remove(container)
+    _set_current(None)
+    if container is None:
+        return "none"
+    utils.log(f"[INFO] Worker {config.settings().CONTAINER_NAME} stopped and removed")
+    return "stopped"
 
 
 def stop_current_container() -> bool:
@@ -678,16 +685,7 @@ def engine_reachable() -> bool:
 
 def _inspect() -> Any | None:
     """The worker container, or None when there is none or the engine is down (logged)."""
-    try:
-        container = find_container(get_client())
-    except EngineDown as exc:
-        _engine_down(exc)
-    except Exception as exc:
-        utils.log(f"[ERROR] Could not inspect the worker: {type(exc).__name__}: {exc}")
-    else:
-        _engine_up()
-        return container
-    return None
+    return _engine_work("Inspecting the worker", lambda: find_container(get_client()), down=None, error=None)
 
 
 def running_coin() -> str | None:
@@ -858,25 +856,20 @@ def watchdog_tick(now: float | None = None) -> str:
     if config.state.get("paused"):
         return "paused"
     now = time.time() if now is None else now
-    s = config.settings()
     with _lock:
-        try:
-            container = find_container(get_client())
-            _engine_up()
-            if container is None:
-                return "missing"
-            key = _label(container) or "unknown"
-            if key in config.state.get("failing_coins"):
-                return "fault"  # already given up on; the next analysis replaces it
-            fault = fault_of(container, now, s)
-            if fault is None:
-                _forgive(key, now, s)
-                return "ok"
-            _handle_fault(container, key, fault, now, s)
-            return "fault"
-        except EngineDown as exc:
-            _engine_down(exc)
-            return "down"
-        except Exception as exc:
-            utils.log(f"[ERROR] Watchdog check failed: {type(exc).__name__}: {exc}")
-            return "error"
+        return _engine_work("Watchdog check", lambda: _watch_once(now, config.settings()), down="down", error="error")
+
+
+def _watch_once(now: float, s: config.Settings) -> str:
+    container = find_container(get_client())
+    if container is None:
+        return "missing"
+    key = _label(container) or "unknown"
+    if key in config.state.get("failing_coins"):
+        return "fault"  # already given up on; the next analysis replaces it
+    fault = fault_of(container, now, s)
+    if fault is None:
+        _forgive(key, now, s)
+        return "ok"
+    _handle_fault(container, key, fault, now, s)
+    return "fault"
