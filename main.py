@@ -148,10 +148,8 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False):
     import strategy
 
     s = config.settings()
-    pages = count_links(s.PATH_LINKS)
-    log(f"[INFO] Market analysis started ({pages} coin pages)")
-    try:
-        result = strategy.analyse(abort=abort, progress=progress_printer(pages))
+    try:  # strategy logs the start ("Analysing N coin pages with up to B browsers")
+        result = strategy.analyse(abort=abort, progress=progress_printer(count_links(s.PATH_LINKS)))
     except strategy.SetupError as exc:
         log(f"[ERROR] {exc}", force=True)
         utils.incidents.raise_("setup", f"Setup problem, analysis skipped: {exc}")
