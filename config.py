@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 class ConfigError(ValueError):
@@ -235,6 +235,19 @@ class RunState:
                     raise AttributeError(f"RunState has no field {name!r}")
                 setattr(self, name, value)
 
+    def change(self, name: str, fn: Callable[[Any], Any]) -> Any:
+        """Read field `name`, compute its new value with `fn(old)` and store it, in one locked step.
+
+        For read-modify-write updates (`failing_coins`, `switches`) that two threads may race on:
+        `state.change("switches", lambda n: n + 1)`. Returns the new value.
+        """
+        with self._lock:
+            if name.startswith("_") or not hasattr(self, name):
+                raise AttributeError(f"RunState has no field {name!r}")
+            value = fn(getattr(self, name))
+            setattr(self, name, value)
+            return value
+
     def snapshot(self) -> dict[str, Any]:
         """A copy of every plain field, safe to serialise."""
         with self._lock:
@@ -266,7 +279,19 @@ class RunState:
 state = RunState()
 
 
+_LIVE_FIELDS = ("wake", "shutdown", "_lock")
+
+
 def reset_state() -> RunState:
-    """Put the shared state back to its defaults, in place, so every holder of `config.state` sees it."""
-    state.__init__()
+    """Put the shared state back to its defaults, in place, so every holder of `config.state` sees it.
+
+    The lock and the events stay the same objects (a thread may be waiting on them); the events are cleared.
+    """
+    fresh = RunState()
+    with state._lock:
+        for f in fields(RunState):
+            if f.name not in _LIVE_FIELDS:
+                setattr(state, f.name, getattr(fresh, f.name))
+        state.wake.clear()
+        state.shutdown.clear()
     return state

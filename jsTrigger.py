@@ -1,7 +1,7 @@
 """Render JavaScript coin pages with headless Chromium (Selenium), a small pool of browsers at a time.
 
-`process_urls(urls)` returns `{url: html}` or `{url: "Error: <reason>"}` and never raises for a bad
-page. Each browser serves several URLs of one analysis, and every browser is quit (its process tree
+`process_urls(urls)` returns `{url: PageResult}` (the html, or the reason it failed) and never raises
+for a bad page. Each browser serves several URLs of one analysis, and every browser is quit (its process tree
 killed if quitting fails) before `process_urls` returns, errors and aborts included.
 """
 from __future__ import annotations
@@ -107,8 +107,23 @@ def ua_metadata(user_agent: str) -> dict:
     }
 
 
-def is_error(result: str) -> bool:
-    return result.startswith(ERROR_PREFIX)
+@dataclass(frozen=True)
+class PageResult:
+    """One page's outcome: its rendered `html`, or the `reason` it could not be rendered."""
+
+    html: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.html is not None
+
+    @classmethod
+    def failed(cls, reason: str) -> "PageResult":
+        return cls(reason=reason)
+
+    def __str__(self) -> str:
+        return "ok" if self.ok else f"{ERROR_PREFIX}{self.reason}"
 
 
 @dataclass
@@ -304,7 +319,7 @@ def _fault(exc: Exception, abort: threading.Event) -> RenderError:
 @dataclass
 class _Job:
     urls: "queue.Queue[str]"
-    results: dict[str, str]
+    results: dict[str, PageResult]
     abort: threading.Event
     progress: Progress | None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -328,26 +343,26 @@ class _Job:
                 self.browsers.remove(browser)
 
 
-def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[str, Browser | None]:
+def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[PageResult, Browser | None]:
     """One page, with one retry inside its time budget. Returns (result, browser to keep using)."""
     deadline: float | None = None  # the page's budget starts once a browser is up
     reason = "not tried"
     for attempt in (1, 2):
         if job.abort.is_set():
-            return ERROR_PREFIX + "aborted", browser
+            return PageResult.failed("aborted"), browser
         try:
             if browser is None:
                 browser = start_browser()
                 job.track(browser)
             deadline = deadline or time.monotonic() + config.settings().PAGE_TIMEOUT
-            return render(browser, url, deadline, job.abort), browser
+            return PageResult(html=render(browser, url, deadline, job.abort)), browser
         except Aborted:
-            return ERROR_PREFIX + "aborted", browser
+            return PageResult.failed("aborted"), browser
         except RenderError as exc:
             reason = str(exc)
         except Exception as exc:  # render() should have wrapped it; still a fault of this browser
             if job.abort.is_set():
-                return ERROR_PREFIX + "aborted", browser
+                return PageResult.failed("aborted"), browser
             reason = f"browser error: {_short(exc)}"
         if reason.startswith(("browser error", "browser set-up")) and browser is not None:
             _retire(job, browser)  # a broken browser is replaced for the retry
@@ -356,7 +371,7 @@ def _render_with_retry(job: _Job, browser: Browser | None, url: str) -> tuple[st
             break
         if attempt == 1:
             log(f"[WARN] {url}: {reason}; retrying once")
-    return ERROR_PREFIX + reason, browser
+    return PageResult.failed(reason), browser
 
 
 def _retire(job: _Job, browser: Browser) -> None:
@@ -370,7 +385,7 @@ def _retire(job: _Job, browser: Browser) -> None:
 
 def _worker(job: _Job) -> None:
     """Render URLs from the queue until it is empty or the job is aborted. No exception ends it early:
-    an unexpected one is that page's "Error: <reason>" and the next page gets a fresh browser."""
+    an unexpected one is that page's failure reason and the next page gets a fresh browser."""
     browser: Browser | None = None
     url: str | None = None
     try:
@@ -386,7 +401,7 @@ def _worker(job: _Job) -> None:
                 result, browser = _render_with_retry(job, browser, url)
             except Exception as exc:  # last resort: a bug, not a page fault; the browser may be in any state
                 log(f"[ERROR] {url}: rendering failed unexpectedly ({type(exc).__name__}): {_short(exc)}", force=True)
-                result = ERROR_PREFIX + ("aborted" if job.abort.is_set() else _short(exc))
+                result = PageResult.failed("aborted" if job.abort.is_set() else _short(exc))
                 if browser is not None:
                     _retire(job, browser)
                     browser = None
@@ -394,12 +409,12 @@ def _worker(job: _Job) -> None:
                 job.results[url] = result
             done, url = url, None
             took = time.monotonic() - started
-            job.report(done, result if is_error(result) else f"ok ({took:.1f} s)")
+            job.report(done, f"ok ({took:.1f} s)" if result.ok else str(result))
     except BaseException as exc:  # e.g. SystemExit raised in this thread: loud, never silent
         log(f"[ERROR] Browser worker stopped ({type(exc).__name__}): {_short(exc)}", force=True)
         if url is not None:
             with job.lock:
-                job.results.setdefault(url, ERROR_PREFIX + f"worker stopped: {_short(exc)}")
+                job.results.setdefault(url, PageResult.failed(f"worker stopped: {_short(exc)}"))
         raise
     finally:
         if browser is not None:
@@ -410,11 +425,11 @@ def process_urls(
     urls: list[str],
     abort: threading.Event | None = None,
     progress: Progress | None = None,
-) -> dict[str, str]:
-    """Render every URL; `{url: html or "Error: <reason>"}` in the order given.
+) -> dict[str, PageResult]:
+    """Render every URL; `{url: PageResult}` (html, or the reason) in the order given.
 
     Uses BROWSERS browsers at most, each reused across URLs. `abort` set mid-run makes it return
-    promptly: unfinished URLs get "Error: aborted". No Chromium process outlives this call.
+    promptly: unfinished URLs get the reason "aborted". No Chromium process outlives this call.
     """
     abort = abort or threading.Event()
     unique = list(dict.fromkeys(urls))
@@ -431,7 +446,7 @@ def process_urls(
     for browser in leftovers:  # normally none: each worker quits its own; this is the safety net
         _retire(job, browser)
     with job.lock:
-        return {url: job.results.get(url, ERROR_PREFIX + ("aborted" if abort.is_set() else "not rendered")) for url in unique}
+        return {url: job.results.get(url, PageResult.failed("aborted" if abort.is_set() else "not rendered")) for url in unique}
 
 
 def _wait(threads: list[threading.Thread], job: _Job) -> None:

@@ -350,15 +350,16 @@ def _skip(skipped: list[Skipped], name: str, url: str, reason: str, level: str =
     skipped.append(Skipped(name, url, reason, data_fault))
 
 
-def _collect(setup: Setup, pages: dict[str, str], skipped: list[Skipped], power_cost: float | None) -> list[dict]:
+def _collect(setup: Setup, pages: "dict[str, jsTrigger.PageResult]", skipped: list[Skipped], power_cost: float | None) -> list[dict]:
     failing = config.state.get("failing_coins")
     records: list[dict] = []
     for url in setup.links:
-        html = pages.get(url, jsTrigger.ERROR_PREFIX + "not rendered")
+        page = pages.get(url) or jsTrigger.PageResult.failed("not rendered")
         slug = utils.slug_of(url)
-        if jsTrigger.is_error(html):
-            _skip(skipped, slug, url, html[len(jsTrigger.ERROR_PREFIX):])
+        if not page.ok:
+            _skip(skipped, slug, url, page.reason or "not rendered")
             continue
+        html = page.html
         try:
             record = build_record(html, url, setup, power_cost)
         except CoinSkip as exc:

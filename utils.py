@@ -191,30 +191,40 @@ def notify(text: str) -> None:
 
 
 class Incidents:
-    """Faults the owner must hear of once when they start and once when they clear, not every cycle."""
+    """The one "say it once" mechanism: a fault is told when it starts and once when it clears, not
+    every cycle; a fault that clears and comes back is told again.
+
+    `notify=True` tells the owner (log + Discord); `notify=False` only logs (API-side faults, say).
+    """
 
     def __init__(self, notifier: Callable[[str], None] | None = None) -> None:
         self._open: dict[str, str] = {}
         self._lock = threading.Lock()
         self._notify = notifier or notify
 
-    def raise_(self, key: str, text: str) -> bool:
-        """Open incident `key`; notifies only the first time. Returns True when it was new."""
+    def raise_(self, key: str, text: str, notify: bool = True) -> bool:
+        """Open incident `key`; says `text` only the first time. Returns True when it was new."""
         with self._lock:
             if key in self._open:
                 return False
             self._open[key] = text
-        self._notify(text)
+        self._say(text, notify, logging.WARNING)
         return True
 
-    def clear(self, key: str, text: str | None = None) -> bool:
-        """Close incident `key`; notifies `text` (or a default) only if it was open."""
+    def clear(self, key: str, text: str | None = None, notify: bool = True) -> bool:
+        """Close incident `key`; says `text` (or a default) only if it was open."""
         with self._lock:
             was = self._open.pop(key, None)
         if was is None:
             return False
-        self._notify(text or f"Resolved: {was}")
+        self._say(text or f"Resolved: {was}", notify, logging.INFO)
         return True
+
+    def _say(self, text: str, to_owner: bool, level: int) -> None:
+        if to_owner:
+            self._notify(text)
+        else:
+            log(text, force=True, level=level)
 
     def is_open(self, key: str) -> bool:
         with self._lock:

@@ -105,8 +105,10 @@ def seed_process_urls(urls: list[str]) -> dict[str, str]:
         return dict(zip(urls, pool.map(seed_render, urls)))
 
 
-def rendered(results: dict[str, str]) -> int:
-    return sum(1 for html in results.values() if not jsTrigger.is_error(html) and "H/s</span>" in html)
+def rendered(results: dict) -> int:
+    """Pages with values: ours are PageResults, the seed approach's are html strings ("Error: ..." on failure)."""
+    htmls = [r.html if isinstance(r, jsTrigger.PageResult) else r for r in results.values()]
+    return sum(1 for html in htmls if html and not html.startswith(jsTrigger.ERROR_PREFIX) and "H/s</span>" in html)
 
 
 def measure(fn, urls: list[str], pss: bool = False) -> tuple[float, int, int, int, int]:

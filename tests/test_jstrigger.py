@@ -50,12 +50,12 @@ def test_renders_every_kind_of_page_and_leaves_no_browser(chromium, market):
     result = jsTrigger.process_urls(urls, progress=lambda url, msg: events.append((url, msg)))
 
     assert list(result) == urls
-    assert nethash_of(result[market.url("monero")]) == "5.12 GH/s"
-    assert nethash_of(result[market.url("consent")]) == "5.12 GH/s"  # the consent button was clicked
-    assert nethash_of(result[market.url("botcheck")]) == "5.12 GH/s"  # stealth passed the bot check
-    assert nethash_of(result[market.url("garbage")]) == "N/A"  # rendered: judging values is soupManager's job
-    assert result[market.url("never")].startswith("Error: timed out after 3 s")
-    assert result[market.url("error500")] == "Error: HTTP 500"
+    assert nethash_of(result[market.url("monero")].html) == "5.12 GH/s"
+    assert nethash_of(result[market.url("consent")].html) == "5.12 GH/s"  # the consent button was clicked
+    assert nethash_of(result[market.url("botcheck")].html) == "5.12 GH/s"  # stealth passed the bot check
+    assert nethash_of(result[market.url("garbage")].html) == "N/A"  # rendered: judging values is soupManager's job
+    assert str(result[market.url("never")]).startswith("Error: timed out after 3 s")
+    assert str(result[market.url("error500")]) == "Error: HTTP 500"
     for url in urls:
         assert (url, "rendering") in events
         assert any(u == url and (m.startswith("ok") or m.startswith("Error:")) for u, m in events)
@@ -75,7 +75,7 @@ def test_browsers_are_reused_across_urls(chromium, market, monkeypatch):
     monkeypatch.setattr(jsTrigger, "start_browser", counting_start)
     urls = [market.url("monero") + f"?n={i}" for i in range(5)]
     result = jsTrigger.process_urls(urls)
-    assert all(not jsTrigger.is_error(html) for html in result.values())
+    assert all(page.ok for page in result.values())
     assert 1 <= len(started) <= 2
     assert chromium_descendants() == []
 
@@ -121,7 +121,7 @@ def test_abort_returns_with_every_browser_quit(chromium, market):
             threading.Timer(0.5, abort.set).start()
 
     result = jsTrigger.process_urls(urls, abort=abort, progress=progress)
-    assert set(result.values()) == {"Error: aborted"}  # not "timed out": the abort cut the wait short
+    assert {str(v) for v in result.values()} == {"Error: aborted"}  # not "timed out": the abort cut the wait short
     assert chromium_descendants() == []
 
 
@@ -129,8 +129,8 @@ def test_a_page_that_never_answers_costs_its_timeout_only(chromium, market):
     config.override(PAGE_TIMEOUT=2, BROWSERS=1)
     urls = [market.url("hang"), market.url("monero")]
     result = jsTrigger.process_urls(urls)
-    assert result[urls[0]] == "Error: page did not load within 2 s"
-    assert nethash_of(result[urls[1]]) == "5.12 GH/s"  # the same browser carried on
+    assert str(result[urls[0]]) == "Error: page did not load within 2 s"
+    assert nethash_of(result[urls[1]].html) == "5.12 GH/s"  # the same browser carried on
     assert chromium_descendants() == []
 
 
@@ -143,7 +143,7 @@ def test_abort_while_a_page_load_blocks(chromium, market):
             threading.Timer(0.5, abort.set).start()
 
     result = jsTrigger.process_urls([market.url("hang"), market.url("monero")], abort=abort, progress=progress)
-    assert set(result.values()) == {"Error: aborted"}
+    assert {str(v) for v in result.values()} == {"Error: aborted"}
     assert chromium_descendants() == []
 
 
@@ -162,7 +162,7 @@ def test_killed_driver_leaves_no_chromium(chromium, market):
 def test_missing_driver_gives_reasons_not_exceptions(chromium, market):
     config.override(CHROMEDRIVER_PATH="/nonexistent/chromedriver")
     result = jsTrigger.process_urls([market.url("monero"), market.url("consent")])
-    assert all(v.startswith("Error: browser failed to start") for v in result.values())
+    assert all(str(v).startswith("Error: browser failed to start") for v in result.values())
     assert chromium_descendants() == []
 
 
@@ -230,10 +230,10 @@ def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, m
 
     assert killed, "the pool's process was never killed"
     assert faults and all(f.startswith(urls[1] + ": browser error") for f in faults), faults  # a genuine fault
-    assert nethash_of(result[urls[0]]) == "5.12 GH/s"
-    assert nethash_of(result[urls[1]]) == "5.12 GH/s"  # retried on a fresh browser within its budget
-    assert nethash_of(result[urls[2]]) == "5.12 GH/s"
-    assert nethash_of(result[urls[3]]) == "5.12 GH/s"
+    assert nethash_of(result[urls[0]].html) == "5.12 GH/s"
+    assert nethash_of(result[urls[1]].html) == "5.12 GH/s"  # retried on a fresh browser within its budget
+    assert nethash_of(result[urls[2]].html) == "5.12 GH/s"
+    assert nethash_of(result[urls[3]].html) == "5.12 GH/s"
     assert chromium_descendants() == []
 
 
@@ -251,7 +251,7 @@ def test_an_unexpected_exception_costs_one_page_not_the_worker(chromium, market,
 
     monkeypatch.setattr(jsTrigger, "_render_with_retry", flaky)
     result = jsTrigger.process_urls(urls)
-    assert result[urls[1]] == "Error: something nobody expected"
-    assert nethash_of(result[urls[0]]) == "5.12 GH/s"
-    assert nethash_of(result[urls[2]]) == "5.12 GH/s"
+    assert str(result[urls[1]]) == "Error: something nobody expected"
+    assert nethash_of(result[urls[0]].html) == "5.12 GH/s"
+    assert nethash_of(result[urls[2]].html) == "5.12 GH/s"
     assert chromium_descendants() == []
