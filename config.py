@@ -36,12 +36,16 @@ class Settings:
     PATH_HISTORY: str = "json/history.json"  # last accepted incomes, for the sanity guard
     PATH_XMRIG_CONFIG: str = "json/config.json"  # XMRig tuning, mounted into the worker
     PATH_RUNTIME: str = "json/runtime.json"  # paused and pinned, kept across manager restarts
+    PATH_HASHRATES: str = "json/hashrates.json"  # measured hashrates per coin and algorithm
+    PATH_DB: str = "json/smartminer.db"  # the history store (SQLite)
+    HISTORY_DAYS: int = 90  # how long the history store keeps analyses, switches and samples
     HOST_JSON_PATH: str = ""  # json/ as the Docker host sees it (empty: this process's json/)
     # --- market analysis ---
     CHROME_BIN: str = "/usr/bin/chromium"
     CHROMEDRIVER_PATH: str = "/usr/bin/chromedriver"
     PAGE_TIMEOUT: float = 30.0
     BROWSERS: int = 2
+    BROWSER_NICE: int = 19  # Chromium and chromedriver run at this nice value: the miner's cycles come first
     MINER_FEE: float = 0.01
     POWER_WATTS: float = 0.0
     ELECTRICITY_USD_KWH: float = 0.0
@@ -52,7 +56,12 @@ class Settings:
     WATCHDOG_SECONDS: float = 300.0
     WATCHDOG_MAX_FAILURES: int = 3
     ZERO_HASHRATE_MINUTES: float = 10.0
+    HASHRATE_MIN_SECONDS: float = 300.0  # a worker's hashrate counts as measured once it has mined this long
     DOCKER_HOST: str = ""  # empty: the SDK's default (DOCKER_HOST env or /var/run/docker.sock)
+    # --- fleet ---
+    FLEET_MODE: str = "off"  # "off": one worker container on this engine; "swarm": a global Swarm service
+    FLEET_CONSTRAINT: str = "node.labels.smartminer==worker"
+    FLEET_PARALLELISM: int = 0  # tasks updated at once during a switch (0: all)
     # --- API wrapper ---
     API_HOST: str = "0.0.0.0"
     API_PORT: int = 4000
@@ -84,6 +93,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "WATCHDOG_SECONDS": (1, 86400),
     "WATCHDOG_MAX_FAILURES": (1, 100),
     "ZERO_HASHRATE_MINUTES": (0.05, 1440),
+    "HASHRATE_MIN_SECONDS": (10, 86400),
+    "HISTORY_DAYS": (1, 3650),
+    "BROWSER_NICE": (0, 19),
+    "FLEET_PARALLELISM": (0, 1000),
     "API_PORT": (1, 65535),
     "XMRIG_PORT": (1, 65535),
 }
@@ -99,6 +112,7 @@ DEFAULT_COIN_RULES: dict[str, dict[str, float]] = {
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FLEET_MODES = ("off", "swarm")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -171,6 +185,10 @@ def validate(result: Settings) -> Settings:
         _check_range(name, getattr(result, name))
     if result.LOG_LEVEL.upper() not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL={result.LOG_LEVEL!r} is not one of {', '.join(LOG_LEVELS)}")
+    if result.FLEET_MODE not in FLEET_MODES:
+        raise ConfigError(f"FLEET_MODE={result.FLEET_MODE!r} is not one of {', '.join(FLEET_MODES)}")
+    if result.FLEET_MODE == "swarm" and not result.FLEET_CONSTRAINT.strip():
+        raise ConfigError("FLEET_CONSTRAINT is empty: swarm mode needs a placement constraint like node.labels.smartminer==worker")
     return result
 
 

@@ -44,15 +44,27 @@ def level_of(msg: str) -> int:
     return _LEVEL_TAGS.get(head, logging.INFO)
 
 
+# Tags that only name a level: the formatter prints the level, so these are dropped from the text.
+_LEVEL_ONLY_TAGS = {"[DEBUG]", "[INFO]", "[WARN]", "[WARNING]", "[ERROR]", "[CRITICAL]"}
+
+
+def without_level_tag(msg: str) -> str:
+    """"[WARN] Skipping X" -> "Skipping X"; other tags ("[OK]", "[NOTIFY]") say more than a level and stay."""
+    stripped = msg.lstrip()
+    head, _, rest = stripped.partition(" ")
+    return rest if head.upper() in _LEVEL_ONLY_TAGS else msg
+
+
 def log(msg: str, force: bool = False, level: int | None = None) -> None:
     """The seed's `log()`: honours `config.state.logs_enabled`; `force` bypasses it.
 
+    The level comes from a leading tag ("[WARN] ...") unless given; the line shows it once.
     Warnings and errors are always written: turning logs off silences chatter, never faults.
     """
     lvl = level_of(msg) if level is None else level
     if not force and lvl < logging.WARNING and not config.state.get("logs_enabled"):
         return
-    logger.log(lvl, msg)
+    logger.log(lvl, without_level_tag(msg))
 
 
 def mask(secret: str, keep: int = 4) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import io
 import logging
 import os
 import threading
@@ -100,7 +101,19 @@ def test_log_honours_logs_enabled_and_force(caplog):
     finally:
         utils.logger.propagate = False
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.INFO, "[INFO] forced"), (logging.ERROR, "[ERROR] always"), (logging.INFO, "[INFO] loud")]
+        (logging.INFO, "forced"), (logging.ERROR, "always"), (logging.INFO, "loud")]
+
+
+def test_a_log_line_names_its_level_once():
+    """"[WARN] Skipping" used to print as "WARNING [WARN] Skipping": the tag sets the level, then goes."""
+    stream = io.StringIO()
+    utils.setup_logging("DEBUG", stream)
+    utils.log("[WARN] Skipping Zephyr: no wallet")
+    utils.log("[OK] Worker started")
+    line_warn, line_ok = stream.getvalue().splitlines()
+    assert line_warn.endswith("WARNING Skipping Zephyr: no wallet")
+    assert "[WARN]" not in line_warn
+    assert line_ok.endswith("INFO    [OK] Worker started")  # a tag that says more than a level stays
 
 
 def test_mask_hides_secrets():
