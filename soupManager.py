@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bs4 import BeautifulSoup
+
 TITLE_SELECTOR = "h1.box-title"
 NETHASH_SELECTOR = "#nethash"
 POOLSHASH_SELECTOR = "#poolshash"
@@ -105,8 +107,6 @@ def _field(field: str, parse, text: str | None) -> float:
 
 
 def _texts(html: str) -> dict[str, str | None]:
-    from bs4 import BeautifulSoup
-
     soup = BeautifulSoup(html or "", "lxml")
     out: dict[str, str | None] = {}
     for key, selector in (

@@ -1,32 +1,27 @@
-"""Which coin pays this rig the most: links -> rendered pages -> records -> profit -> ranking.
+"""Which coin pays this rig the most: links -> rendered pages -> coins -> profit -> ranking.
 
-`analyse()` runs one market analysis and returns an `Analysis` (ranking best first, plus every coin
-left out and why); `get_best_coin_logic()` is the seed's interface on top of it. A bad page or a coin
-without wallet/pool never raises; an unusable links/wallets/pools file raises `SetupError`.
+`analyse()` runs one market analysis and returns an `Analysis` (typed `coin.Coin`s best first, plus
+every coin left out and why); `get_best_coin_logic()` is the seed's interface on top of it, in the
+seed's dict shape. A bad page or a coin without wallet/pool never raises; an unusable
+links/wallets/pools file raises `market_setup.SetupError`.
 """
 from __future__ import annotations
 
-import math
-import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
+import coin
 import config
 import jsTrigger
 import utils
-from soupManager import PageError, SoupManagerCoin, coins_per_day, page_identity
+from coin import Coin
+from market_setup import SetupError, Setup, coin_rules, load_setup, parse_pool
+from soupManager import PageError, coins_per_day, format_hashrate, page_identity, parse_page
 from utils import log
 
-# The pure income math lives beside the parser (the seed's getInformation computed it); re-exported here.
-income_per_day = coins_per_day
-
 HOURS_PER_DAY = 24.0
-
-
-class SetupError(Exception):
-    """A links/wallets/pools/coins file is missing or malformed. One line naming the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +37,8 @@ class Skipped:
 
 @dataclass
 class Analysis:
-    best: dict | None
-    coins: list[dict]
+    best: Coin | None
+    coins: list[Coin]
     skipped: list[Skipped]
     started: float
     finished: float
@@ -54,74 +49,16 @@ class Analysis:
         return [{"coin": s.name, "url": s.url, "reason": s.reason, "data_fault": s.data_fault} for s in self.skipped]
 
     def untrusted_keys(self) -> set[str]:
-        """The Keys (link slugs) of coins whose reading could not be trusted this cycle."""
-        return {utils.slug_of(s.url) for s in self.skipped if s.data_fault}
-
-
-@dataclass(frozen=True)
-class Pool:
-    """One pools.json entry: the seed's plain "host:port", or {"url", "fee", "algo", "coin"}."""
-
-    url: str
-    fee: float = 0.0
-    algo: str | None = None
-    xmrig_coin: str | None = None
-
-
-@dataclass
-class Setup:
-    links: list[str]
-    wallets: dict[str, str]
-    pools: dict[str, Any]  # raw entries; parsed per coin so one bad entry costs only its coin
-    rules: dict[str, dict]
+        """The keys (link slugs) of coins whose reading could not be trusted this cycle."""
+        return {coin.slug_of(s.url) for s in self.skipped if s.data_fault}
 
 
 # --- pure helpers -----------------------------------------------------------------------------------
-def rank_value(coin: dict) -> float:
-    """What ranking compares: profit when a power cost is set, else income (USD/day)."""
-    profit = coin.get("Profit per day in usd")
-    value = profit if profit is not None else coin.get("Income per day in usd")
-    return float(value) if value is not None else -math.inf
-
-
 def power_cost_per_day(watts: float, usd_kwh: float) -> float | None:
     """Electricity per day in USD; None when either figure is unset (0)."""
     if watts <= 0 or usd_kwh <= 0:
         return None
     return watts / 1000.0 * usd_kwh * HOURS_PER_DAY
-
-
-def match_key(mapping: dict[str, Any], name: str | None, symbol: str | None = None, url: str | None = None) -> str | None:
-    """The key of `mapping` that names this coin (full name, first word, ticker or link slug, any case)."""
-    keys = utils.coin_keys(name, symbol, url)
-    for key in mapping:
-        if str(key).strip().lower() in keys:
-            return key
-    return None
-
-
-def parse_fee(raw: Any) -> float:
-    """A pool fee as a fraction: 0.01, or the string "1%". Raises ValueError outside 0..0.5."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise ValueError(f"pool fee {raw!r} is not a number")
-    text = str(raw).strip()
-    try:
-        fee = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
-    except ValueError:
-        raise ValueError(f"pool fee {raw!r} is not a number (a fraction like 0.01, or \"1%\")") from None
-    if not 0 <= fee <= 0.5:
-        raise ValueError(f"pool fee {raw!r} is out of range 0 to 0.5 (a fraction: 0.01 is 1%)")
-    return fee
-
-
-def parse_pool(raw: Any) -> Pool:
-    """A pools.json value. Raises ValueError with the reason."""
-    if isinstance(raw, str) and raw.strip():
-        return Pool(raw.strip())
-    if isinstance(raw, dict) and isinstance(raw.get("url"), str) and raw["url"].strip():
-        optional = lambda k: str(raw[k]) if raw.get(k) else None  # noqa: E731
-        return Pool(raw["url"].strip(), parse_fee(raw.get("fee", 0.0)), optional("algo"), optional("coin"))
-    raise ValueError(f"pool entry {raw!r} is neither \"host:port\" nor an object with a \"url\"")
 
 
 def sanity_check(entry: dict | None, income_usd: float, factor: float, now: float | None = None) -> tuple[bool, dict]:
@@ -139,77 +76,6 @@ def sanity_check(entry: dict | None, income_usd: float, factor: float, now: floa
     if isinstance(pending, (int, float)) and pending > 0 and pending / factor <= income_usd <= pending * factor:
         return True, {"usd": income_usd, "at": now}
     return False, {"usd": last, "at": (entry or {}).get("at", now), "pending": income_usd}
-
-
-# --- files -----------------------------------------------------------------------------------------
-def _without_comment(line: str) -> str:
-    """A links.txt line without its "#" comment (a whole-line one, or one after a space: URLs keep fragments)."""
-    text = line.strip()
-    return "" if text.startswith("#") else re.split(r"\s+#", text, maxsplit=1)[0]
-
-
-def read_links(path: str) -> list[str]:
-    """One URL per line; blank lines and "#" comments ignored."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        raise SetupError(f"{path} not found: put one coin page URL per line in it (PATH_LINKS)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SetupError(f"{path} cannot be read: {exc}") from None
-    links = [link for link in map(_without_comment, lines) if link]
-    bad = [link for link in links if not link.startswith(("http://", "https://"))]
-    if bad:
-        raise SetupError(f"{path}: {bad[0]!r} is not an http(s) URL")
-    if not links:
-        raise SetupError(f"{path} lists no coin page URL: add one per line (PATH_LINKS)")
-    return list(dict.fromkeys(links))
-
-
-def _read_mapping(path: str, what: str, default: Any = ...) -> dict:
-    try:
-        data = utils.read_json(path, default=default, expect=dict)
-    except utils.DataFileError as exc:
-        raise SetupError(f"{exc}: it must map coin names to {what}") from None
-    return data
-
-
-def read_wallets(path: str) -> dict[str, str]:
-    data = _read_mapping(path, "wallet addresses (see json/wallets.example.json)")
-    data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys document the file
-    bad = [k for k, v in data.items() if not isinstance(v, str) or not v.strip()]
-    if bad:
-        raise SetupError(f"{path}: the wallet of {bad[0]!r} must be a non-empty string")
-    return {k: v.strip() for k, v in data.items()}
-
-
-def read_pools(path: str) -> dict[str, Any]:
-    return _read_mapping(path, "\"host:port\" strings or {\"url\": ...} objects")
-
-
-def read_rules(path: str) -> dict[str, dict]:
-    """config.DEFAULT_COIN_RULES with the optional coins file merged over it (per coin, per field)."""
-    rules = {k: dict(v) for k, v in config.DEFAULT_COIN_RULES.items()}
-    data = _read_mapping(path, "rule objects (see json/coins.example.json)", default={})
-    for key, entry in data.items():
-        if key.startswith("_"):
-            continue  # "_comment" keys document the file
-        if not isinstance(entry, dict):
-            raise SetupError(f"{path}: the rules of {key!r} must be an object like {{\"miner_share\": 0.75}}")
-        target = rules.setdefault(key.strip().lower(), {})
-        target.update(entry)
-    return rules
-
-
-def load_setup() -> Setup:
-    """Read every input file. Raises SetupError naming the file and what to fix."""
-    s = config.settings()
-    return Setup(
-        links=read_links(s.PATH_LINKS),
-        wallets=read_wallets(s.PATH_WALLETS),
-        pools=read_pools(s.PATH_POOLS),
-        rules=read_rules(s.PATH_COINS),
-    )
 
 
 def load_history(path: str) -> dict[str, dict]:
@@ -241,103 +107,76 @@ def _rule_number(rule: dict, name: str, low: float, high: float) -> float | None
     return float(value)
 
 
-def coin_rules(rules: dict[str, dict], name: str, symbol: str | None = None, url: str | None = None) -> dict:
-    """Every rule entry that names this coin, merged in order (built-in first, then the coins file),
-    so a file entry keyed "ETI" still overrides the built-in "etica" one."""
-    keys = utils.coin_keys(name, symbol, url)
-    merged: dict = {}
-    for key, rule in rules.items():
-        if key.strip().lower() in keys:
-            merged.update(rule)
-    return merged
-
-
-def build_record(html: str, url: str, setup: Setup, power_cost: float | None) -> dict:
-    """The ranked record of one rendered page. Raises CoinSkip with the reason."""
+def build_coin(html: str, url: str, setup: Setup, power_cost: float | None) -> Coin:
+    """The ranked coin of one rendered page. Raises CoinSkip with the reason."""
     s = config.settings()
-    slug = utils.slug_of(url)
+    key = coin.slug_of(url)
     try:
         name, symbol = page_identity(html)  # first: rules, wallet and pool depend on the name
     except PageError as exc:
         raise CoinSkip(str(exc)) from None
     rule = coin_rules(setup.rules, name, symbol, url)
-    wallet_key = match_key(setup.wallets, name, symbol, url)
-    pool_key = match_key(setup.pools, name, symbol, url)
-    missing = [what for what, key in (("wallet", wallet_key), ("pool", pool_key)) if key is None]
+    wallet_key = coin.match_key(setup.wallets, name, symbol, url)
+    pool_key = coin.match_key(setup.pools, name, symbol, url)
+    missing = [what for what, found in (("wallet", wallet_key), ("pool", pool_key)) if found is None]
     if missing:
-        raise CoinSkip(f"no {' and no '.join(missing)} configured (keys: name, ticker or {slug!r})", expected=True)
+        raise CoinSkip(f"no {' and no '.join(missing)} configured (keys: name, ticker or {key!r})", expected=True)
     try:
         pool = parse_pool(setup.pools[pool_key])
     except ValueError as exc:
         raise CoinSkip(f"pools.json {pool_key!r}: {exc}") from None
-    hashrate_kh = _rule_number(rule, "hashrate_kh", 0.001, 1e7) or s.MY_HASHRATE_KH
-    soup = SoupManagerCoin(
-        html,
-        hashrate_kh,
-        miner_share=_rule_number(rule, "miner_share", 0.0001, 1.0) or 1.0,
-        emission_24h=_rule_number(rule, "emission_24h", 1e-12, 1e15),
-        miner_fee=s.MINER_FEE,
-        pool_fee=pool.fee,
-    )
+    hashrate_hs = (_rule_number(rule, "hashrate_kh", 0.001, 1e7) or s.MY_HASHRATE_KH) * 1000.0
+    miner_share = _rule_number(rule, "miner_share", 0.0001, 1.0) or 1.0
+    fixed_emission = _rule_number(rule, "emission_24h", 1e-12, 1e15)
     try:
-        record = soup.getInformation()
+        page = parse_page(html, need_emission=fixed_emission is None)
+        emission = fixed_emission if fixed_emission is not None else page.emission_24h
+        per_day = coins_per_day(hashrate_hs, page.network_hs, emission, miner_share, s.MINER_FEE, pool.fee)
     except PageError as exc:
         raise CoinSkip(str(exc)) from None
-    usd = record["Income per day in usd"]
-    record.update(
-        {
-            "Key": slug,
-            "Url": url,
-            "Wallet": setup.wallets[wallet_key],
-            "Pool": pool.url,
-            "Pool fee": pool.fee,
-            "Algo": pool.algo or rule.get("algo"),
-            "XmrigCoin": pool.xmrig_coin or rule.get("xmrig_coin"),
-            "Hashrate H/s": hashrate_kh * 1000.0,
-            "Profit per day in usd": usd - power_cost if power_cost is not None else None,
-        }
+    income = per_day * page.price_usd
+    return Coin(
+        key=key, name=page.name, symbol=page.symbol, url=url, wallet=setup.wallets[wallet_key], pool=pool.url,
+        price_usd=page.price_usd, nethash_hs=page.network_hs, emission_24h=emission, coins_per_day=per_day,
+        income_usd=income, hashrate_hs=hashrate_hs,
+        profit_usd=income - power_cost if power_cost is not None else None, pool_fee=pool.fee,
+        algo=pool.algo or rule.get("algo"), xmrig_coin=pool.xmrig_coin or rule.get("xmrig_coin"),
     )
-    return record
 
 
 # --- the analysis -----------------------------------------------------------------------------------
-def _excluded_by_failures(record: dict, failing: Iterable[str]) -> bool:
-    return any(utils.coin_matches(record, str(f)) for f in failing)
-
-
-def _warn_unmatched(setup: Setup, records: list[dict]) -> None:
+def _warn_unmatched(setup: Setup, ranked: list[Coin]) -> None:
     """One warning per wallets/pools key that names no coin (parsed, or by the slug of a link)."""
     known: set[str] = set()
-    for record in records:
-        known |= utils.coin_keys(record.get("Coin name"), record.get("Symbol"), record.get("Url"))
+    for c in ranked:
+        known |= coin.coin_keys(c.name, c.symbol, c.url)
     for link in setup.links:
-        known.add(utils.slug_of(link))
+        known.add(coin.slug_of(link))
     for label, mapping in (("wallets", setup.wallets), ("pools", setup.pools)):
         for key in mapping:
             if str(key).strip().lower() not in known and not str(key).startswith("_"):
                 log(f"[WARN] {label} key {key!r} matches no coin in the links (use a name, ticker or link slug)")
 
 
-def _apply_guard(records: list[dict], skipped: list[Skipped]) -> list[dict]:
+def _apply_guard(ranked: list[Coin], skipped: list[Skipped]) -> list[Coin]:
     """Hold back coins whose income jumped past SANITY_FACTOR; persist the readings atomically."""
     s = config.settings()
     history = load_history(s.PATH_HISTORY)
-    kept: list[dict] = []
-    for record in records:
-        key = record["Key"]
-        accepted, entry = sanity_check(history.get(key), record["Income per day in usd"], s.SANITY_FACTOR)
-        history[key] = entry
+    kept: list[Coin] = []
+    for c in ranked:
+        accepted, entry = sanity_check(history.get(c.key), c.income_usd, s.SANITY_FACTOR)
+        history[c.key] = entry
         if accepted:
-            kept.append(record)
-            utils.incidents.clear(f"sanity:{key}", f"Sanity guard: {record['Coin name']} reads normally again")
+            kept.append(c)
+            utils.incidents.clear(f"sanity:{c.key}", f"Sanity guard: {c.name} reads normally again")
             continue
         reason = (
-            f"income jumped to ${record['Income per day in usd']:.4f}/day, over {s.SANITY_FACTOR:g}x the last "
+            f"income jumped to ${c.income_usd:.4f}/day, over {s.SANITY_FACTOR:g}x the last "
             f"accepted ${entry['usd']:.4f}; held out this cycle (accepted if the next reading agrees)"
         )
-        log(f"[WARN] Sanity guard: {record['Coin name']}: {reason}")
-        utils.incidents.raise_(f"sanity:{key}", f"Sanity guard is holding {record['Coin name']} back: {reason}")
-        skipped.append(Skipped(record["Coin name"], record["Url"], reason))
+        log(f"[WARN] Sanity guard: {c.name}: {reason}")
+        utils.incidents.raise_(f"sanity:{c.key}", f"Sanity guard is holding {c.name} back: {reason}")
+        skipped.append(Skipped(c.name, c.url, reason))
     try:
         utils.atomic_write_json(s.PATH_HISTORY, history)
     except OSError as exc:
@@ -350,33 +189,34 @@ def _skip(skipped: list[Skipped], name: str, url: str, reason: str, level: str =
     skipped.append(Skipped(name, url, reason, data_fault))
 
 
-def _collect(setup: Setup, pages: "dict[str, jsTrigger.PageResult]", skipped: list[Skipped], power_cost: float | None) -> list[dict]:
-    failing = config.state.get("failing_coins")
-    records: list[dict] = []
-    for url in setup.links:
-        page = pages.get(url) or jsTrigger.PageResult.failed("not rendered")
-        slug = utils.slug_of(url)
-        if not page.ok:
-            _skip(skipped, slug, url, page.reason or "not rendered")
-            continue
-        html = page.html
-        try:
-            record = build_record(html, url, setup, power_cost)
-        except CoinSkip as exc:
-            _skip(skipped, _name_of(html, slug), url, str(exc), "[INFO]" if exc.expected else "[WARN]", not exc.expected)
-            continue
-        if _excluded_by_failures(record, failing):
-            _skip(skipped, record["Coin name"], url, "worker kept failing", "[INFO]", data_fault=False)
-            continue
-        records.append(record)
-    return records
-
-
 def _name_of(html: str, fallback: str) -> str:
     try:
         return page_identity(html)[0]
     except PageError:
         return fallback
+
+
+def _collect(setup: Setup, pages: dict[str, jsTrigger.PageResult], skipped: list[Skipped],
+             power_cost: float | None) -> list[Coin]:
+    failing = config.state.get("failing_coins")
+    ranked: list[Coin] = []
+    for url in setup.links:
+        page = pages.get(url) or jsTrigger.PageResult.failed("not rendered")
+        key = coin.slug_of(url)
+        if not page.ok:
+            _skip(skipped, key, url, page.reason or "not rendered")
+            continue
+        try:
+            c = build_coin(page.html, url, setup, power_cost)
+        except CoinSkip as exc:
+            level = "[INFO]" if exc.expected else "[WARN]"
+            _skip(skipped, _name_of(page.html, key), url, str(exc), level, not exc.expected)
+            continue
+        if coin.is_failing(c, failing):
+            _skip(skipped, c.name, url, "worker kept failing", "[INFO]", data_fault=False)
+            continue
+        ranked.append(c)
+    return ranked
 
 
 def analyse(
@@ -391,16 +231,16 @@ def analyse(
     log(f"[INFO] Analysing {len(setup.links)} coin pages with up to {s.BROWSERS} browsers")
     pages = jsTrigger.process_urls(setup.links, abort=abort, progress=progress)
     skipped: list[Skipped] = []
-    records = _collect(setup, pages, skipped, power_cost)
-    _warn_unmatched(setup, records)
+    ranked = _collect(setup, pages, skipped, power_cost)
+    _warn_unmatched(setup, ranked)
     if abort is None or not abort.is_set():
-        records = _apply_guard(records, skipped)
-    records.sort(key=rank_value, reverse=True)
-    return Analysis(records[0] if records else None, records, skipped, started, time.time(), power_cost)
+        ranked = _apply_guard(ranked, skipped)
+    ranked.sort(key=lambda c: c.rank_value, reverse=True)
+    return Analysis(ranked[0] if ranked else None, ranked, skipped, started, time.time(), power_cost)
 
 
 def publish(analysis: Analysis) -> None:
-    """Record an analysis in `config.state` for the API, the commands and Discord."""
+    """Record an analysis in `config.state` (typed Coins) for the controller, the API, the commands and Discord."""
     config.state.update(
         last_ranking=list(analysis.coins),
         last_skipped=analysis.skipped_dicts(),
@@ -409,7 +249,8 @@ def publish(analysis: Analysis) -> None:
 
 
 def get_best_coin_logic() -> tuple[dict | None, list[dict]]:
-    """The seed's interface: (best coin, coins best first), or (None, []) with the reason logged."""
+    """The seed's interface, in the seed's dict shape: (best coin, coins best first), or (None, [])
+    with the reason logged."""
     try:
         analysis = analyse(abort=config.state.shutdown)
     except SetupError as exc:
@@ -419,7 +260,7 @@ def get_best_coin_logic() -> tuple[dict | None, list[dict]]:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in analysis.skipped) or "no coin pages"
         log(f"[WARN] No usable coin this cycle ({reasons})", force=True)
         return None, []
-    return analysis.best, analysis.coins
+    return analysis.best.seed_dict(), [c.seed_dict() for c in analysis.coins]
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -437,21 +278,15 @@ def _amount(value: float | None) -> str:
 
 def ranking_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the ranking table (pure)."""
-    with_profit = analysis.power_cost_usd is not None or any(c.get("Profit per day in usd") is not None for c in analysis.coins)
+    with_profit = analysis.power_cost_usd is not None or any(c.profit_usd is not None for c in analysis.coins)
     header = ["#", "Coin", "Symbol", "Net hashrate", "Price $", "Coins/day", "USD/day"] + (["Profit/day"] if with_profit else [])
     rows = []
-    for rank, coin in enumerate(analysis.coins, 1):
-        row = [
-            str(rank),
-            str(coin["Coin name"]),
-            str(coin["Symbol"]),
-            f"{coin['Net hashrate']:g} {coin['Net hashrate unit']}",
-            _amount(coin["Price"]),
-            _amount(coin["Income per day"]),
-            _money(coin["Income per day in usd"]),
-        ]
+    for rank, c in enumerate(analysis.coins, 1):
+        value, unit = format_hashrate(c.nethash_hs)
+        row = [str(rank), c.name, c.symbol, f"{value:g} {unit}", _amount(c.price_usd), _amount(c.coins_per_day),
+               _money(c.income_usd)]
         if with_profit:
-            row.append(_money(coin.get("Profit per day in usd")))
+            row.append(_money(c.profit_usd))
         rows.append(row)
     return header, rows
 
@@ -471,13 +306,6 @@ def ranking_table(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
-JSON_KEYS = (
-    "Coin name", "Symbol", "Net hashrate", "Net hashrate unit", "Price", "Emission", "Income per day",
-    "Income per day in usd", "Key", "Url", "Wallet", "Pool", "Pool fee", "Algo", "XmrigCoin", "Hashrate H/s",
-    "Profit per day in usd",
-)
-
-
-def ranking_json(analysis: Analysis) -> list[dict]:
+def ranking_json(analysis: Analysis) -> list[dict[str, Any]]:
     """The ranking for `--json`: the seed's dicts plus Key, Wallet, Pool (and the other added fields)."""
-    return [{k: coin.get(k) for k in JSON_KEYS} for coin in analysis.coins]
+    return [c.seed_dict() for c in analysis.coins]

@@ -7,45 +7,54 @@ import os
 
 import pytest
 
+import coin
 import config
+import market_setup
 import strategy
 import utils
 from demo.market import CoinValues, MarketServer, coin_page_html
+from tests.conftest import make_coin
 from tests.fixtures_chromium import chromium, chromium_descendants  # noqa: F401 (fixture)
 
 QRL_NAME, QRL_SYMBOL, QRL_URL = "Quantum Resistant Ledger", "QRL", "https://miningpoolstats.stream/quantumrl"
 
 
 # --- pure math and matching -------------------------------------------------------------------------
-def test_income_per_day_is_the_design_formula():
-    coins = strategy.income_per_day(17_300, 5.12e9, 432.0, miner_share=1.0, miner_fee=0.01, pool_fee=0.0)
-    assert coins == pytest.approx(17_300 / 5.12e9 * 432.0 * 0.99)
-
-
 def test_power_cost_and_rank_value():
     assert strategy.power_cost_per_day(100, 0.2) == pytest.approx(0.48)
     assert strategy.power_cost_per_day(0, 0.2) is None
     assert strategy.power_cost_per_day(100, 0) is None
-    assert strategy.rank_value({"Income per day in usd": 1.5, "Profit per day in usd": None}) == 1.5
-    assert strategy.rank_value({"Income per day in usd": 1.5, "Profit per day in usd": -0.2}) == -0.2
+    assert make_coin("monero", 1.5).rank_value == 1.5
+    assert make_coin("monero", 1.5, profit=-0.2).rank_value == -0.2
+    assert make_coin("monero", float("nan")).rank_value == float("-inf")
 
 
 @pytest.mark.parametrize("key", ["QuantumRL", "quantumrl", "QRL", "qrl", "Quantum Resistant Ledger", "quantum", " QUANTUM "])
 def test_every_documented_key_matches_qrl(key):
-    assert strategy.match_key({key: "w"}, QRL_NAME, QRL_SYMBOL, QRL_URL) == key
+    assert coin.match_key({key: "w"}, QRL_NAME, QRL_SYMBOL, QRL_URL) == key
+    qrl = make_coin("quantumrl", 1.0, name=QRL_NAME, symbol=QRL_SYMBOL, url=QRL_URL)
+    assert qrl.matches(key) and coin.find([make_coin("monero", 2.0), qrl], key) is qrl
 
 
 def test_unrelated_key_does_not_match():
-    assert strategy.match_key({"Monero": "w", "Resistant": "x"}, QRL_NAME, QRL_SYMBOL, QRL_URL) is None
+    assert coin.match_key({"Monero": "w", "Resistant": "x"}, QRL_NAME, QRL_SYMBOL, QRL_URL) is None
+    qrl = make_coin("quantumrl", 1.0, name=QRL_NAME, symbol=QRL_SYMBOL, url=QRL_URL)
+    assert not qrl.matches("Resistant") and not qrl.matches("") and coin.find([qrl], "monero") is None
+
+
+def test_failing_set_excludes_a_coin_by_any_of_its_names():
+    qrl = make_coin("quantumrl", 1.0, name=QRL_NAME, symbol=QRL_SYMBOL, url=QRL_URL)
+    assert coin.is_failing(qrl, {"quantumrl"}) and coin.is_failing(qrl, {"QRL"})
+    assert not coin.is_failing(qrl, {"monero"}) and not coin.is_failing(qrl, set())
 
 
 def test_pool_entries_plain_and_object():
-    assert strategy.parse_pool("pool.supportxmr.com:3333") == strategy.Pool("pool.supportxmr.com:3333")
-    pool = strategy.parse_pool({"url": "de.zephyr.herominers.com:1123", "fee": "0.9%", "algo": "rx/0", "coin": "zephyr"})
-    assert pool == strategy.Pool("de.zephyr.herominers.com:1123", pytest.approx(0.009), "rx/0", "zephyr")
+    assert market_setup.parse_pool("pool.supportxmr.com:3333") == market_setup.Pool("pool.supportxmr.com:3333")
+    pool = market_setup.parse_pool({"url": "de.zephyr.herominers.com:1123", "fee": "0.9%", "algo": "rx/0", "coin": "zephyr"})
+    assert pool == market_setup.Pool("de.zephyr.herominers.com:1123", pytest.approx(0.009), "rx/0", "zephyr")
     for bad in ("", {"fee": 0.01}, {"url": "h:1", "fee": 2}, {"url": "h:1", "fee": "lots"}, 42):
         with pytest.raises(ValueError):
-            strategy.parse_pool(bad)
+            market_setup.parse_pool(bad)
 
 
 def test_sanity_check_holds_a_jump_then_confirms_a_lasting_one():
@@ -66,7 +75,7 @@ def test_sanity_check_holds_a_jump_then_confirms_a_lasting_one():
 def test_links_skip_blanks_and_comments(tmp_path):
     path = tmp_path / "links.txt"
     path.write_text("# coins\n\nhttps://a/monero\n  https://a/zephyr  # fast\nhttps://a/monero\nhttps://a/qrl#top\n")
-    assert strategy.read_links(str(path)) == ["https://a/monero", "https://a/zephyr", "https://a/qrl#top"]
+    assert market_setup.read_links(str(path)) == ["https://a/monero", "https://a/zephyr", "https://a/qrl#top"]
 
 
 @pytest.mark.parametrize(
@@ -91,43 +100,68 @@ def test_setup_errors_name_the_file(tmp_path, name, content, message):
     else:
         with open(target, "w") as fh:
             fh.write(content)
-    with pytest.raises(strategy.SetupError, match=message) as err:
-        strategy.load_setup()
+    with pytest.raises(market_setup.SetupError, match=message) as err:
+        market_setup.load_setup()
     assert "\n" not in str(err.value)
 
 
 def test_coin_rules_merge_over_defaults(tmp_path):
     path = tmp_path / "coins.json"
     path.write_text(json.dumps({"_comment": "x", "Zephyr": {"hashrate_kh": 12.0}, "qrl": {"miner_share": 0.9}}))
-    rules = strategy.read_rules(str(path))
+    rules = market_setup.read_rules(str(path))
     assert rules["zephyr"] == {"miner_share": 0.75, "hashrate_kh": 12.0}
     assert rules["etica"] == {"emission_24h": 4602.24}
     assert rules["qrl"] == {"miner_share": 0.9}
-    assert strategy.read_rules(str(tmp_path / "absent.json")) == config.DEFAULT_COIN_RULES
+    assert market_setup.read_rules(str(tmp_path / "absent.json")) == config.DEFAULT_COIN_RULES
 
 
 def test_a_file_rule_under_another_key_overrides_the_builtin(tmp_path):
     path = tmp_path / "coins.json"
     path.write_text(json.dumps({"ETI": {"emission_24h": 5000.0}}))
-    rules = strategy.read_rules(str(path))
-    assert strategy.coin_rules(rules, "Etica", "ETI", "https://a/etica_eti") == {"emission_24h": 5000.0}
-    assert strategy.coin_rules(rules, "Monero", "XMR") == {}
+    rules = market_setup.read_rules(str(path))
+    assert market_setup.coin_rules(rules, "Etica", "ETI", "https://a/etica_eti") == {"emission_24h": 5000.0}
+    assert market_setup.coin_rules(rules, "Monero", "XMR") == {}
 
 
-def test_build_record_applies_rules_fees_and_power(tmp_path):
+def test_build_coin_applies_rules_fees_and_power(tmp_path):
     write_inputs(tmp_path, ["http://x/zephyr"], wallets={"ZEPH": "Zw"}, pools={"zephyr": {"url": "z:1", "fee": 0.009, "algo": "rx/0"}})
     config.override(POWER_WATTS=50, ELECTRICITY_USD_KWH=0.1, MY_HASHRATE_KH=17.3)
     html = coin_page_html(
         CoinValues(name="Zephyr", symbol="ZEPH", nethash="300 MH/s", poolshash="1 MH/s", price="$2", emission="3,600.00"),
         rendered=True,
     )
-    record = strategy.build_record(html, "http://x/zephyr", strategy.load_setup(), strategy.power_cost_per_day(50, 0.1))
+    c = strategy.build_coin(html, "http://x/zephyr", market_setup.load_setup(), strategy.power_cost_per_day(50, 0.1))
     coins = 17_300 / 300e6 * 3600 * 0.75 * (1 - 0.01 - 0.009)
-    assert record["Income per day"] == pytest.approx(coins)
-    assert record["Profit per day in usd"] == pytest.approx(coins * 2 - 0.12)
-    assert (record["Key"], record["Wallet"], record["Pool"], record["Pool fee"], record["Algo"]) == (
-        "zephyr", "Zw", "z:1", 0.009, "rx/0"
-    )
+    assert c.coins_per_day == pytest.approx(coins) and c.income_usd == pytest.approx(coins * 2)
+    assert c.profit_usd == pytest.approx(coins * 2 - 0.12)
+    assert (c.key, c.name, c.symbol, c.wallet, c.pool, c.pool_fee, c.algo) == ("zephyr", "Zephyr", "ZEPH", "Zw", "z:1", 0.009, "rx/0")
+    assert (c.nethash_hs, c.price_usd, c.emission_24h, c.hashrate_hs) == (300e6, 2.0, 3600.0, pytest.approx(17_300))
+
+
+def test_build_coin_fixed_emission_rule_and_skips(tmp_path):
+    write_inputs(tmp_path, ["http://x/etica_eti"], wallets={"Etica": "e"}, pools={"eti": "p:1"})
+    setup = market_setup.load_setup()
+    page = lambda **v: coin_page_html(CoinValues(name="Etica", symbol="ETI", **v), rendered=True)  # noqa: E731
+    c = strategy.build_coin(page(emission="N/A"), "http://x/etica_eti", setup, None)
+    assert c.emission_24h == 4602.24 and c.profit_usd is None and c.key == "etica_eti"
+    with pytest.raises(strategy.CoinSkip, match="price") as err:
+        strategy.build_coin(page(price="N/A"), "http://x/etica_eti", setup, None)
+    assert not err.value.expected  # a page fault: the reading cannot be trusted
+    with pytest.raises(strategy.CoinSkip, match="no wallet and no pool") as err:
+        strategy.build_coin(coin_page_html(CoinValues(), rendered=True), "http://x/monero", setup, None)
+    assert err.value.expected  # the owner's choice
+
+
+def test_seed_shape_only_at_the_edges():
+    best = make_coin("etica_eti", 2.0, name="Etica", symbol="ETI", nethash_hs=5.12e9)
+    analysis = strategy.Analysis(best, [best, make_coin("monero", 1.0)], [], 0.0, 1.0)
+    as_json = strategy.ranking_json(analysis)
+    assert [c["Key"] for c in as_json] == ["etica_eti", "monero"]
+    assert as_json[0]["Coin name"] == "Etica" and as_json[0]["Income per day in usd"] == 2.0
+    assert (as_json[0]["Net hashrate"], as_json[0]["Net hashrate unit"]) == (5.12, "GH/s")
+    json.dumps(as_json)
+    strategy.publish(analysis)
+    assert config.state.get("last_ranking") == [best, analysis.coins[1]]  # typed in the run state
 
 
 # --- whole analyses on real Chromium ------------------------------------------------------------------
@@ -179,14 +213,14 @@ def test_analysis_ranks_and_explains_every_skip(tmp_path, browser, snapshot_mark
 
     analysis = strategy.analyse()
 
-    names = [c["Coin name"] for c in analysis.coins]
+    names = [c.name for c in analysis.coins]
     assert names == ["Etica", "Quantum Resistant Ledger", "Monero"]  # by profit, best first
     assert analysis.best is analysis.coins[0]
-    assert [strategy.rank_value(c) for c in analysis.coins] == sorted((strategy.rank_value(c) for c in analysis.coins), reverse=True)
+    assert [c.rank_value for c in analysis.coins] == sorted((c.rank_value for c in analysis.coins), reverse=True)
     etica = analysis.coins[0]
-    assert etica["Emission"] == 4602.24 and etica["Key"] == "etica_eti" and etica["Wallet"] == "eti"
+    assert etica.emission_24h == 4602.24 and etica.key == "etica_eti" and etica.wallet == "eti"
     qrl = analysis.coins[1]
-    assert qrl["Emission"] == 5760.0 and qrl["Wallet"] == "qrl"  # "5,760.00" and the README's "QuantumRL" key
+    assert qrl.emission_24h == 5760.0 and qrl.wallet == "qrl"  # "5,760.00" and the README's "QuantumRL" key
     reasons = {s.name: s.reason for s in analysis.skipped}
     assert reasons["Dagger"] == "worker kept failing"
     assert reasons["Zephyr"].startswith("no wallet")
@@ -209,12 +243,12 @@ def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, browser, snapshot_m
     links = [m.url("monero"), m.url("zephyr")]
     files = write_inputs(tmp_path, links, wallets={"xmr": "a", "zeph": "b"}, pools={"monero": "p:1", "zephyr": "p:2"})
     first = strategy.analyse()
-    assert [c["Key"] for c in first.coins] == ["zephyr", "monero"]
+    assert [c.key for c in first.coins] == ["zephyr", "monero"]
     assert set(json.load(open(files["history"]))) == {"monero", "zephyr"}
 
     m.set_coin("monero", price="$1,624.50")  # a scraping glitch: 10x
     second = strategy.analyse()  # a new call reads the guard's memory from disk
-    assert [c["Key"] for c in second.coins] == ["zephyr"]
+    assert [c.key for c in second.coins] == ["zephyr"]
     assert "held out" in {s.name: s.reason for s in second.skipped}["Monero"]
     assert "Sanity guard: Monero" in logs.text
     assert second.untrusted_keys() == {"monero"}  # a held-back reading is not one to switch on
@@ -222,13 +256,17 @@ def test_sanity_guard_holds_a_jump_across_restarts(tmp_path, browser, snapshot_m
 
     m.set_coin("monero", price="$162.45")  # the glitch is gone
     third = strategy.analyse()
-    assert [c["Key"] for c in third.coins] == ["zephyr", "monero"]
+    assert [c.key for c in third.coins] == ["zephyr", "monero"]
     assert not utils.incidents.is_open("sanity:monero")
 
 
 @pytest.mark.slow
-def test_get_best_coin_logic_without_usable_coin(tmp_path, browser, snapshot_market, logs):
-    write_inputs(tmp_path, [snapshot_market.url("monero")], wallets={}, pools={})
+def test_get_best_coin_logic_gives_the_seeds_dicts_or_none(tmp_path, browser, snapshot_market, logs):
+    files = write_inputs(tmp_path, [snapshot_market.url("monero")], wallets={"xmr": "4w"}, pools={"monero": "p:1"})
+    best, ranking = strategy.get_best_coin_logic()
+    assert best["Coin name"] == "Monero" and best["Wallet"] == "4w" and ranking == [best]
+    with open(files["wallets"], "w") as fh:
+        json.dump({}, fh)
     assert strategy.get_best_coin_logic() == (None, [])
     assert "No usable coin" in logs.text
     config.override(PATH_WALLETS=str(tmp_path / "missing.json"))
@@ -237,10 +275,16 @@ def test_get_best_coin_logic_without_usable_coin(tmp_path, browser, snapshot_mar
 
 
 def test_ranking_table_without_power_cost():
-    coin = {"Coin name": "Monero", "Symbol": "XMR", "Net hashrate": 5.12, "Net hashrate unit": "GH/s", "Price": 162.45,
-            "Income per day": 0.00142, "Income per day in usd": 0.2307, "Profit per day in usd": None}
-    analysis = strategy.Analysis(coin, [coin], [strategy.Skipped("Etica", "u", "price: no number in 'N/A'")], 0.0, 1.0)
+    monero = make_coin("monero", 0.2307, name="Monero", symbol="XMR", nethash_hs=5.12e9, price_usd=162.45,
+                       coins_per_day=0.00142)
+    analysis = strategy.Analysis(monero, [monero], [strategy.Skipped("Etica", "u", "price: no number in 'N/A'")], 0.0, 1.0)
     table = strategy.ranking_table(analysis)
     assert "Profit/day" not in table
-    assert "5.12 GH/s" in table and "162.45" in table and "0.2307" in table
+    assert "5.12 GH/s" in table and "162.45" in table and "0.2307" in table and "0.00142" in table
     assert table.splitlines()[-1] == "- Etica: skipped: price: no number in 'N/A'"
+
+
+def test_ranking_table_with_power_cost():
+    monero = make_coin("monero", 0.2307, profit=0.1107, name="Monero", symbol="XMR")
+    table = strategy.ranking_table(strategy.Analysis(monero, [monero], [], 0.0, 1.0, power_cost_usd=0.12))
+    assert "Profit/day" in table and "0.1107" in table and "power cost: $0.1200/day" in table
