@@ -229,7 +229,7 @@ class RunState:
     current_since: float | None = None  # epoch seconds
     current_income_usd: float | None = None
     pinned: str | None = None
-    last_ranking: list = field(default_factory=list)  # list of coin dicts, best first
+    last_ranking: list = field(default_factory=list)  # coin.Coin records, best first
     last_skipped: list = field(default_factory=list)  # [{"coin": ..., "reason": ...}]
     last_analysis: float | None = None  # epoch seconds
     next_analysis: float | None = None

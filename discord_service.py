@@ -3,8 +3,8 @@
 The client runs in its own thread with its own asyncio loop, so the daemon's threads never wait on
 Discord: `send_dm()` only appends to a bounded queue. The queue drains in order once the bot is
 ready; transient failures are retried with backoff. Without valid credentials the service is simply
-off (one warning) and the daemon runs as before. discord is imported lazily: nothing happens at
-import time.
+off (one warning) and the daemon runs as before. The owner's DMs are run by the command runner main
+passes in (`commands.runner(...)`). Nothing happens at import time.
 """
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import aiohttp
+import discord
+
+import commands
 import config
 import utils
 
 MAX_MESSAGE = 2000  # Discord's limit on one message's content
 QUEUE_SIZE = 100
+QUEUE_FULL = "discord:queue-full"  # incident keys: each fault is said once, and again if it comes back
+UNREACHABLE = "discord:unreachable"
+# Faults worth a retry: the network, Discord's 5xx/429, a gateway that went away.
+TRANSIENT = (OSError, asyncio.TimeoutError, aiohttp.ClientError, discord.HTTPException, discord.GatewayNotFound,
+             discord.ConnectionClosed)
 _SNOWFLAKE = re.compile(r"\d{1,20}")
 
 
@@ -65,19 +74,21 @@ class DiscordService:
     """The bot. `start()` it once; `send_dm()` from any thread; `stop()` at shutdown.
 
     token/user_id default to DC_API_KEY/DC_USER_ID from `config.settings()` at `start()`.
+    `run` answers the owner's DMs (default: `commands.execute` without a worker controller; the
+    daemon passes `commands.runner(controls)`).
     `retries`/`retry_base` shape the backoff of a failing send; `guild_ready_timeout` is discord.py's
     wait for guild data before READY counts (tests shorten it).
     """
 
     def __init__(self, token: str | None = None, user_id: str | int | None = None, *, queue_size: int = QUEUE_SIZE,
                  retries: int = 5, retry_base: float = 1.0, login_backoff_max: float = 300.0,
-                 guild_ready_timeout: float = 2.0) -> None:
+                 guild_ready_timeout: float = 2.0, run: commands.Runner | None = None) -> None:
         self.ready = threading.Event()
         self._token, self._user_id = token, user_id
         self._creds: Credentials | None = None
         self._queue: collections.deque[str] = collections.deque()
         self._queue_size = queue_size
-        self._overflowing = False
+        self._runner = run
         self._lock = threading.Lock()
         self._retries, self._retry_base = max(1, retries), retry_base
         self._login_backoff_max = login_backoff_max
@@ -140,12 +151,13 @@ class DiscordService:
         if not self._enabled or not text:
             return
         with self._lock:
-            if len(self._queue) >= self._queue_size:
+            full = len(self._queue) >= self._queue_size
+            if full:
                 self._queue.popleft()
-                if not self._overflowing:  # once per overflow, not once per message
-                    utils.log(f"[WARN] Discord queue full ({self._queue_size}): dropping the oldest messages")
-                self._overflowing = True
             self._queue.append(str(text))
+        if full:  # said once per overflow, not once per message (log only: a DM about DMs would overflow too)
+            utils.incidents.raise_(QUEUE_FULL, f"Discord queue full ({self._queue_size}): dropping the oldest messages",
+                                   notify=False)
         self._signal()
 
     def pending(self) -> int:
@@ -164,10 +176,10 @@ class DiscordService:
 
     def _pop(self) -> str | None:
         with self._lock:
-            if not self._queue:
-                self._overflowing = False
-                return None
-            return self._queue.popleft()
+            text = self._queue.popleft() if self._queue else None
+        if text is None:
+            utils.incidents.clear(QUEUE_FULL, "Discord queue drained: no more messages dropped", notify=False)
+        return text
 
     # --- the loop side -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -186,16 +198,11 @@ class DiscordService:
             self.ready.clear()
 
     async def _main(self) -> None:
-        import aiohttp
-        import discord
-
         self._mail, self._stopping = asyncio.Event(), asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self.pending():
             self._mail.set()
         backoff = self._retry_base
-        transient = (OSError, asyncio.TimeoutError, aiohttp.ClientError, discord.HTTPException,
-                     discord.GatewayNotFound, discord.ConnectionClosed)
         while not self._stopping.is_set():
             try:
                 await self._session()
@@ -205,16 +212,15 @@ class DiscordService:
                           "Discord disabled until restart; fix DC_API_KEY", force=True)
                 self._disable()
                 return
-            except transient as exc:
-                utils.log(f"[WARN] Discord unreachable ({type(exc).__name__}: {exc}); retrying in {backoff:g} s")
+            except TRANSIENT as exc:  # said once per outage; READY clears it
+                utils.incidents.raise_(UNREACHABLE, f"Discord unreachable ({type(exc).__name__}: {exc}); retrying "
+                                       f"with backoff up to {self._login_backoff_max:g} s", notify=False)
             if await self._wait_stopping(backoff):
                 return
             backoff = min(backoff * 2, self._login_backoff_max)
 
     async def _session(self) -> None:
         """One client from login to close; returns when `stop()` asks."""
-        import discord
-
         intents = discord.Intents.none()
         intents.dm_messages = True  # DMs carry their content without the privileged intent
         intents.guilds = True  # not privileged; discord.py's cache misbehaves without it
@@ -267,6 +273,7 @@ class DiscordService:
 
     async def _on_ready(self) -> None:
         utils.log(f"[INFO] Discord bot ready as {self._client.user}")
+        utils.incidents.clear(UNREACHABLE, "Discord reachable again", notify=False)
         self.ready.set()
         if self._sender is None or self._sender.done():  # READY comes again after a reconnect
             self._sender = asyncio.create_task(self._drain())
@@ -281,17 +288,12 @@ class DiscordService:
                     await self._retrying(lambda p=piece: self._send_to_owner(p), "DM")
 
     async def _send_to_owner(self, text: str) -> None:
-        import discord
-
         channel = await self._client.create_dm(discord.Object(id=self._creds.owner_id))
         await channel.send(text)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[Any]], what: str) -> bool:
         """Run `attempt` until it succeeds; transient faults (network, 5xx, 429) back off and retry,
         permanent ones (403, 404, other 4xx) are logged once and dropped."""
-        import aiohttp
-        import discord
-
         delay = self._retry_base
         for n in range(1, self._retries + 1):
             try:
@@ -314,8 +316,6 @@ class DiscordService:
 
     async def _on_message(self, message: Any) -> None:
         """Owner's DMs are commands; everything else is ignored (only the owner controls the rig)."""
-        import discord
-
         author = message.author.id
         if self._client.user is not None and author == self._client.user.id:
             return  # our own DMs echo back through the gateway
@@ -333,14 +333,13 @@ class DiscordService:
             self._handlers.discard(task)
 
     async def _answer(self, message: Any) -> None:
-        import commands
-
-        reply = await asyncio.to_thread(commands.execute, message.content, "discord")
+        run = self._runner or commands.execute
+        reply = await asyncio.to_thread(run, message.content, "discord")
         for piece in split_message(reply or commands.UNKNOWN_REPLY):
             await self._retrying(lambda p=piece: message.channel.send(p), "reply")
 
 
-def start_discord() -> DiscordService | None:
+def start_discord(run: commands.Runner | None = None) -> DiscordService | None:
     """The daemon's Discord service, started; None when DC_API_KEY/DC_USER_ID are not usable."""
-    service = DiscordService()
+    service = DiscordService(run=run)
     return service if service.start() else None

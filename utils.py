@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 import config
+from coin import Coin
 
 LOGGER_NAME = "smartminer"
 logger = logging.getLogger(LOGGER_NAME)
@@ -123,20 +124,21 @@ def read_json(path: str, default: Any = ..., expect: type | None = None) -> Any:
     return data
 
 
-def write_status(coin: dict, worker_name: str, path: str | None = None, hashrate_hs: float | None = None) -> dict:
-    """The dashboard's status.json, in the seed's shape.
+def write_status(coin: Coin, worker_name: str, path: str | None = None, hashrate_hs: float | None = None) -> dict:
+    """The dashboard's status.json, in the seed's shape, for the coin being mined.
 
     `profit_usd` and `profit_coin` are per H/s of this rig, because the dashboard multiplies them by
-    the rig's total hashrate.
+    the rig's total hashrate. The rate is `hashrate_hs` if given, else the one the coin's income was
+    computed with, else MY_HASHRATE_KH.
     """
-    rate = hashrate_hs if hashrate_hs else config.settings().MY_HASHRATE_KH * 1000.0
+    rate = hashrate_hs or coin.hashrate_hs or config.settings().MY_HASHRATE_KH * 1000.0
     status = {
         "timestamp": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "coin": coin.get("Coin name"),
-        "symbol": coin.get("Symbol"),
-        "pool": coin.get("Pool"),
-        "profit_usd": (coin.get("Income per day in usd") or 0.0) / rate,
-        "profit_coin": (coin.get("Income per day") or 0.0) / rate,
+        "coin": coin.name,
+        "symbol": coin.symbol,
+        "pool": coin.pool,
+        "profit_usd": (coin.income_usd or 0.0) / rate,
+        "profit_coin": (coin.coins_per_day or 0.0) / rate,
         "worker_name": worker_name,
     }
     atomic_write_json(path or config.settings().PATH_STATUS, status)

@@ -40,7 +40,7 @@ def user_payload(user_id: int, name: str = "user", bot: bool = False) -> dict:
 
 
 class DiscordStandIn:
-    """The stand-in server. Attributes tests may set: `login_status` (200 or 401), `fail_posts`
+    """The stand-in server. Attributes tests may set: `login_status` (200, 401 or 503), `fail_posts`
     (the next N message posts answer 503), `ready_gate` (clear it to hold READY back until set)."""
 
     def __init__(self) -> None:
@@ -180,8 +180,8 @@ class DiscordStandIn:
         with self._cond:
             self.login_attempts += 1
             self._cond.notify_all()
-        if self.login_status == 401:
-            return self._json({"message": "401: Unauthorized", "code": 0}, 401)
+        if self.login_status != 200:  # 401: a bad token; 503: Discord unreachable for now
+            return self._json({"message": f"{self.login_status}: refused", "code": 0}, self.login_status)
         return self._json(user_payload(BOT_ID, "smartminer-bot", bot=True))
 
     async def _app_info(self, request: web.Request) -> web.Response:

@@ -9,10 +9,12 @@ import time
 
 import pytest
 
+import command_pipe
 import commands
 import config
 import utils
 from commands import Command, parse
+from tests.conftest import make_coin
 from tests.log_capture import captured_log, messages
 
 # --- parser (pure) -------------------------------------------------------------------------------
@@ -52,8 +54,10 @@ def test_format_status_running_and_paused():
     line = commands.format_status(snap, now)
     assert line.startswith("running | coin: Monero | income: $0.1235/day | next check: ")
     assert line.endswith("(in 2h 5m)") and "\n" not in line
-    snap["last_ranking"] = [{"Key": "Monero", "Coin name": "Monero", "Symbol": "XMR"}]
+    snap.update(current_coin="monero", last_ranking=[make_coin("monero", 1.0, name="Monero", symbol="XMR")])
     assert "coin: Monero (XMR) |" in commands.format_status(snap, now)
+    snap["current_coin"] = "dagger"  # running, but not in the last ranking: its key is all we know
+    assert "coin: dagger |" in commands.format_status(snap, now)
     snap.update(paused=True, pinned="xmr", current_coin=None, current_income_usd=None, next_analysis=None)
     assert commands.format_status(snap, now) == (
         "paused | coin: none | income: unknown | pinned: xmr | next check: not scheduled")
@@ -62,10 +66,30 @@ def test_format_status_running_and_paused():
 # --- executor effects --------------------------------------------------------------------------
 
 RANKING = [
-    {"Coin name": "Monero", "Symbol": "XMR", "Url": "https://miningpoolstats.stream/monero", "Key": "monero"},
-    {"Coin name": "Quantum Resistant Ledger", "Symbol": "QRL", "Url": "https://miningpoolstats.stream/quantumrl",
-     "Key": "quantumrl"},
+    make_coin("monero", 2.0, name="Monero", symbol="XMR"),
+    make_coin("quantumrl", 1.0, name="Quantum Resistant Ledger", symbol="QRL"),
 ]
+
+
+class Worker:
+    """The worker controls as main wires them, recording what the commands asked for."""
+
+    def __init__(self, stop_outcome: str = "stopped") -> None:
+        self.calls: list[str] = []
+        self.stop_outcome = stop_outcome
+
+    def stop_worker(self) -> str:
+        self.calls.append("stop_worker")
+        if self.stop_outcome == "raise":
+            raise RuntimeError("engine gone")
+        return self.stop_outcome
+
+    def reset_watchdog(self) -> None:
+        self.calls.append("reset_watchdog")
+
+    @property
+    def controls(self) -> commands.WorkerControls:
+        return commands.WorkerControls(stop_worker=self.stop_worker, reset_watchdog=self.reset_watchdog)
 
 
 @pytest.fixture
@@ -76,29 +100,57 @@ def notes():
     utils.remove_notifier(got.append)
 
 
-def test_miner_stop_pauses_and_notifies(notes):
-    # No Docker engine is reachable in this test: the controller must cope and the command still pauses.
+@pytest.mark.parametrize("outcome", ["stopped", "none", "failed"])
+def test_miner_stop_pauses_stops_the_worker_and_says_what_happened(notes, outcome):
+    worker = Worker(outcome)
     with captured_log(logging.INFO) as recs:
-        reply = commands.execute("Miner Stop", source="pipe")
+        reply = commands.execute("Miner Stop", source="pipe", controls=worker.controls)
+    assert config.state.get("paused") is True and worker.calls == ["stop_worker"]
+    assert reply == commands.STOP_REPLIES[outcome]
+    assert notes == [f"{reply} (by pipe)"]
+    assert any("command from pipe: miner stop" in r.getMessage() for r in recs)
+
+
+def test_miner_stop_when_the_controller_fails_still_pauses_and_names_the_fault(notes):
+    with captured_log(logging.WARNING) as recs:
+        reply = commands.execute("miner stop", controls=Worker("raise").controls)
     assert config.state.get("paused") is True
     assert reply == commands.STOP_REPLIES["failed"]  # honest: nothing could be stopped
-    assert any("could not be stopped" in n and "(by pipe)" in n for n in notes)
-    assert any("command from pipe: miner stop" in r.getMessage() for r in recs)
+    assert any("RuntimeError: engine gone" in m for m in messages(recs))
+    assert commands.execute("miner stop") == commands.STOP_REPLIES["failed"]  # no controller attached at all
 
 
 def test_miner_start_unpauses_and_wakes(notes):
     config.state.update(paused=True)
-    reply = commands.execute("miner start", source="discord")
-    assert config.state.get("paused") is False
+    worker = Worker()
+    reply = commands.execute("miner start", source="discord", controls=worker.controls)
+    assert config.state.get("paused") is False and worker.calls == ["reset_watchdog"]
     assert config.state.wake.is_set() and config.state.get("force_check") is True
     assert "Resumed" in reply and any("by discord" in n for n in notes)
 
 
 def test_miner_start_gives_failing_coins_another_chance(notes):
-    config.state.update(paused=True, failing_coins={"dagger"})
-    reply = commands.execute("miner start")
+    config.state.update(paused=True, failing_coins={"dagger", "zephyr"})
+    reply = commands.execute("miner start", controls=Worker().controls)
     assert config.state.get("failing_coins") == set()
-    assert "retrying dagger" in reply and any("retrying dagger" in n for n in notes)
+    assert "retrying dagger, zephyr" in reply and any("retrying dagger, zephyr" in n for n in notes)
+
+
+def test_a_runner_binds_the_daemons_controls():
+    worker = Worker("none")
+    run = commands.runner(worker.controls)
+    assert run("miner stop", "discord") == commands.STOP_REPLIES["none"] and worker.calls == ["stop_worker"]
+
+
+def test_a_failing_command_keeps_the_faults_type_and_message(monkeypatch):
+    def broken(cmd, source):
+        raise KeyError("boom")
+
+    monkeypatch.setitem(commands._HANDLERS, "status", broken)
+    with captured_log(logging.ERROR) as recs:
+        reply = commands.execute("status")
+    assert reply == "Command failed: KeyError: 'boom'"
+    assert messages(recs) == ["command 'status' from pipe failed: KeyError: 'boom'"]
 
 
 def test_check_keeps_paused():
@@ -169,7 +221,7 @@ def test_unknown_is_logged_once_and_changes_nothing():
 
 
 def test_splitter_handles_split_writes_long_lines_and_junk():
-    sp = commands.LineSplitter(limit=10)
+    sp = command_pipe.LineSplitter(limit=10)
     assert sp.feed(b"sta") == ([], [])
     assert sp.feed(b"tus\nhelp\nche") == (["status", "help"], [])
     lines, problems = sp.feed(b"ck\n" + b"x" * 25 + b"\nunpin\n\xff\xfe\nexit")
@@ -323,3 +375,26 @@ def test_idle_reader_does_not_busy_wait(tmp_path, monkeypatch):
         time.sleep(2)
         used = r.cpu_seconds() - before
     assert used < 0.2, f"reader used {used:.2f} s of CPU in 2 s idle"
+
+
+def test_an_unusable_pipe_is_said_once_and_its_recovery_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(command_pipe, "RETRY_SECONDS", 0.02)
+    path = str(tmp_path / "miner_comm")
+    os.mkdir(path)  # a directory where the FIFO should be: retried, said once
+    opened: list[str] = []
+    real_open = command_pipe._open_fifo
+    monkeypatch.setattr(command_pipe, "_open_fifo", lambda p: opened.append(p) or real_open(p))
+    r = Reader(path, monkeypatch)
+    with captured_log(logging.INFO) as recs:
+        r.thread.start()  # not `with r`: that waits for the FIFO, which cannot exist yet
+        try:
+            wait_for(lambda: len(opened) >= 5)  # several failed attempts
+            os.rmdir(path)
+            wait_for(lambda: is_fifo(path))
+            write(path, b"logs off\n")
+            assert r.wait_lines(1) == ["logs off"]
+        finally:
+            r.__exit__(None, None, None)
+    logged = messages(recs)
+    assert len([m for m in logged if "unusable" in m and "is a directory" in m]) == 1
+    assert len([m for m in logged if "usable again" in m]) == 1

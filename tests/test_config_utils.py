@@ -5,12 +5,15 @@ import json
 import io
 import logging
 import os
+import sys
 import threading
+import time
 
 import pytest
 
 import config
 import utils
+from tests.conftest import make_coin
 
 
 def test_defaults_are_the_seeds():
@@ -74,18 +77,49 @@ def test_run_state_is_shared_and_resettable():
     assert config.state is st and st.get("paused") is False and not st.wake.is_set()
 
 
-def test_run_state_updates_from_many_threads():
+def test_run_state_change_is_one_atomic_read_modify_write():
+    """Four threads add 1 a thousand times each through `change`: every increment must survive.
+
+    The read and the write run with the lock released in between unless `change` holds it for both;
+    the switch interval is made tiny so the threads really interleave inside the function."""
+    st = config.state
+    seen: list[int] = []
+
+    def slow_increment(n: int) -> int:
+        seen.append(n)
+        time.sleep(0)  # give another thread the chance to read the same `n`
+        return n + 1
+
     def bump():
         for _ in range(1000):
-            with config.state._lock:
-                config.state.update(switches=config.state.get("switches") + 1)
+            st.change("switches", slow_increment)
 
-    threads = [threading.Thread(target=bump) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert config.state.get("switches") == 4000
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=bump) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert st.get("switches") == 4000
+    assert sorted(seen) == list(range(4000))  # no two increments read the same value
+    st.update(failing_coins={"dagger"})
+    assert st.change("failing_coins", lambda f: f | {"zephyr"}) == {"dagger", "zephyr"}
+    with pytest.raises(AttributeError):
+        st.change("no_such_field", lambda v: v)
+
+
+def test_reset_state_keeps_the_live_lock_and_events():
+    st = config.state
+    lock, wake, shutdown = st._lock, st.wake, st.shutdown
+    st.update(paused=True, switches=3)
+    shutdown.set()
+    config.reset_state()
+    assert (st._lock, st.wake, st.shutdown) == (lock, wake, shutdown)  # a waiting thread still sees them
+    assert not shutdown.is_set() and st.get("paused") is False and st.get("switches") == 0
 
 
 def test_log_honours_logs_enabled_and_force(caplog):
@@ -154,22 +188,16 @@ def test_read_json_errors_are_one_clear_line(tmp_path):
 
 def test_write_status_is_per_hashrate_unit(tmp_path):
     config.override(MY_HASHRATE_KH=10.0)
-    coin = {"Coin name": "Monero", "Symbol": "XMR", "Pool": "pool:3333",
-            "Income per day in usd": 2.0, "Income per day": 0.01}
+    monero = make_coin("monero", 2.0, name="Monero", symbol="XMR", pool="pool:3333", coins_per_day=0.01,
+                       hashrate_hs=10000.0)
     path = tmp_path / "status.json"
-    out = utils.write_status(coin, "rig1", path=str(path))
+    out = utils.write_status(monero, "rig1", path=str(path))
     saved = json.loads(path.read_text())
     assert saved == out
-    assert saved["coin"] == "Monero" and saved["symbol"] == "XMR" and saved["worker_name"] == "rig1"
+    assert (saved["coin"], saved["symbol"], saved["pool"], saved["worker_name"]) == ("Monero", "XMR", "pool:3333", "rig1")
     assert saved["profit_usd"] == pytest.approx(2.0 / 10000) and saved["profit_coin"] == pytest.approx(0.01 / 10000)
-
-
-def test_coin_keys_cover_every_name_a_user_may_use():
-    coin = {"Coin name": "Quantum Resistant Ledger", "Symbol": "QRL", "Url": "https://miningpoolstats.stream/quantumrl/"}
-    for key in ("QuantumRL", "qrl", "Quantum", "quantum resistant ledger", " QRL "):
-        assert utils.coin_matches(coin, key), key
-    assert not utils.coin_matches(coin, "monero")
-    assert utils.slug_of("https://miningpoolstats.stream/etica_eti?x=1") == "etica_eti"
+    measured = utils.write_status(monero, "rig1", path=str(path), hashrate_hs=20000.0)  # a measured rate wins
+    assert measured["profit_usd"] == pytest.approx(2.0 / 20000)
 
 
 def test_notify_reaches_sinks_and_survives_a_broken_one():

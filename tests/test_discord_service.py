@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -145,6 +146,45 @@ def test_full_queue_drops_the_oldest(dc, make):
     assert len(messages(recs, logging.WARNING)) == 1  # one warning per overflow, not per message
     dc.ready_gate.set()
     assert [m.content for m in dc.wait_dms(3)] == ["m3", "m4", "m5"]
+    deadline = time.monotonic() + 10  # the sender finds the queue empty just after the last DM
+    while utils.incidents.is_open(discord_service.QUEUE_FULL) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not utils.incidents.is_open(discord_service.QUEUE_FULL)  # drained: the overflow is over
+    dc.ready_gate.clear()
+    svc.stop()
+    again = make(queue_size=1)
+    with captured_log(logging.WARNING) as recs:
+        again.send_dm("a")  # not started: dropped, no overflow
+        assert again.start() and dc.wait_identified()
+        for i in range(3):
+            again.send_dm(f"n{i}")
+    assert len(messages(recs, logging.WARNING)) == 1  # a new overflow is said again
+    dc.ready_gate.set()
+    assert [m.content for m in dc.wait_dms(4)][3:] == ["n2"]
+
+
+def test_an_outage_is_said_once_and_its_end_once(dc, make):
+    dc.login_status = 503  # Discord answers, but not yet usefully
+    svc = make()
+    with captured_log(logging.INFO) as recs:
+        assert svc.start()
+        deadline = time.monotonic() + 15
+        while dc.login_attempts < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert dc.login_attempts >= 3, "the bot stopped retrying"
+        dc.login_status = 200
+        assert svc.ready.wait(15), "the bot never recovered"
+    logged = messages(recs)
+    assert len([m for m in logged if "Discord unreachable" in m]) == 1
+    assert len([m for m in logged if "Discord reachable again" in m]) == 1
+
+
+def test_owner_commands_go_to_the_runner_the_daemon_passes(dc, make):
+    seen: list[tuple[str, str]] = []
+    started(make(run=lambda text, source: seen.append((text, source)) or f"ran {text.strip()}"))
+    dc.inject_message("miner stop", OWNER)
+    assert [m.content for m in dc.wait_dms(1)] == ["ran miner stop"]
+    assert seen == [("miner stop", "discord")] and config.state.get("paused") is False
 
 
 def test_transient_failures_are_retried(dc, make):
