@@ -235,10 +235,11 @@ def start_services(s: config.Settings) -> Services:
     import api_wrapper
     import commands
     import discord_service
+    import miner_controller
 
     svc = Services()
     try:
-        svc.api = api_wrapper.make_server(s.API_HOST, s.API_PORT)
+        svc.api = api_wrapper.make_server(s.API_HOST, s.API_PORT, worker_status=miner_controller.worker_status)
         svc.spawn("api", svc.api.serve_forever)
         log(f"[INFO] API on http://{s.API_HOST}:{s.API_PORT} (/1/summary, /status, /healthz, /metrics)", force=True)
     except OSError as exc:
