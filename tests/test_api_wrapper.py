@@ -1,4 +1,9 @@
-"""The unified API on port 4000, over real HTTP on 127.0.0.1 against the XMRig stand-in in every mode."""
+"""The unified API on port 4000, over real HTTP on 127.0.0.1 against the XMRig stand-in in every mode.
+
+No dockerd and no browser: the worker's status is whatever callable the test passes in (the daemon
+passes miner_controller.worker_status; that wiring is tested on a real engine in test_miner_controller).
+The bodies themselves are tested in test_api_bodies.py, the sensors in test_sensors.py.
+"""
 from __future__ import annotations
 
 import http.client
@@ -9,14 +14,19 @@ import re
 import socket
 import struct
 import threading
+import time
 
 import psutil
 import pytest
 import requests
 
+import api_bodies
 import api_wrapper
 import config
+import sensors
+import xmrig
 from demo.xmrig_standin import XmrigStandin
+from tests.conftest import make_coin
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "hwmon")
 WAIT = 5.0  # generous upper bound for a background fetch to land (not an assertion on time)
@@ -29,8 +39,8 @@ def hwmon(name: str) -> str:
 class Api:
     """A running API server on a free loopback port, plus helpers to talk to it."""
 
-    def __init__(self, worker_source=None) -> None:
-        self.server = api_wrapper.make_server("127.0.0.1", 0, worker_source=worker_source)
+    def __init__(self, worker_status=None) -> None:
+        self.server = api_wrapper.make_server("127.0.0.1", 0, worker_status=worker_status)
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -58,12 +68,6 @@ class Api:
         self.thread.join(timeout=5)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_log_once():
-    """log_once remembers keys for the life of the process; each test starts with none."""
-    api_wrapper._logged.clear()
-
-
 @pytest.fixture
 def standin():
     s = XmrigStandin(mode="up", hashrate=17300.0)
@@ -74,7 +78,7 @@ def standin():
 
 @pytest.fixture
 def api(standin):
-    a = Api(worker_source=lambda _key: {"name": "active_miner_worker", "state": "running"})
+    a = Api(worker_status=lambda: {"name": "active_miner_worker", "state": "running"})
     yield a
     a.close()
 
@@ -96,7 +100,7 @@ def test_summary_is_xmrigs_own_plus_sensors_and_host(api, standin, path):
     for key in ("id", "worker_id", "hashrate", "algo", "version", "cpu", "connection"):
         assert body[key] == direct[key]
     assert body["sensors"] == {"cpu_temp": 63.75, "vrm_temp": 47.5}
-    assert 0 < body["host"]["uptime"] <= api_wrapper.host_uptime()
+    assert 0 < body["host"]["uptime"] <= sensors.host_uptime()
 
 
 def test_seed_dashboard_reads_everything_it_needs(api):
@@ -148,7 +152,7 @@ def test_xmrig_coming_back_is_seen(api, standin):
 def test_a_hung_xmrig_does_not_hold_up_requests(api, standin, monkeypatch):
     """The fetch in flight would take 60 s; requests are answered while it is still pending."""
     api.settle()
-    monkeypatch.setattr(api_wrapper, "XMRIG_TIMEOUT", 60.0)
+    monkeypatch.setattr(xmrig, "TIMEOUT", 60.0)
     standin.set_mode("hung")
     api.server.xmrig.wait_fresh("/1/summary", 0)  # start a fetch that will hang
     for _ in range(5):
@@ -169,27 +173,32 @@ def test_first_request_with_a_hung_xmrig_gets_an_answer(standin):
         a.close()
 
 
-def test_garbage_from_xmrig_is_logged_once(api, standin, caplog):
-    standin.set_mode("garbage")
+def test_garbage_from_xmrig_is_logged_once_and_again_when_it_returns(api, standin, caplog):
     with caplog.at_level(logging.INFO, logger="smartminer"):
-        for _ in range(3):
+        for _ in range(2):  # a fault that clears and comes back is said again
+            standin.set_mode("garbage")
+            for _ in range(3):
+                api.settle()
+                assert "invalid JSON" in api.get("/1/summary").json()["reason"]
+            standin.set_mode("up")
             api.settle()
-            assert "invalid JSON" in api.get("/1/summary").json()["reason"]
-        standin.set_mode("up")
-        api.settle()
-        api.get("/1/summary")
-    lines = [r.getMessage() for r in caplog.records]
-    assert len([m for m in lines if "invalid JSON" in m]) == 1
-    assert len([m for m in lines if "answers again" in m]) == 1
+            api.get("/1/summary")
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "XMRig API /1/summary" in r.getMessage()]
+    said = [(level, "invalid JSON" in m, "answers again" in m) for level, m in lines]
+    assert said == [("WARNING", True, False), ("INFO", False, True)] * 2
 
 
 def test_xmrig_is_fetched_at_most_once_per_second_of_requests(api, standin):
     api.settle()
     before = standin.seen[("GET", "/1/summary")]
+    started = time.monotonic()
     for _ in range(50):
         api.get("/1/summary")
-    # 50 requests in well under the ~1 s per fetch: at most a couple of fetches, never one each
-    assert standin.seen[("GET", "/1/summary")] - before < 50
+    elapsed = time.monotonic() - started
+    # One fetch per XMRIG_MAX_AGE of requests, plus the one a request may find due and the one in
+    # flight: however long the 50 requests took, never one fetch per request.
+    fetched = standin.seen[("GET", "/1/summary")] - before
+    assert fetched <= elapsed / api_wrapper.XMRIG_MAX_AGE + 2
 
 
 # --- pass-through, 404, 405, HEAD ------------------------------------------------------------------
@@ -284,20 +293,12 @@ def test_no_access_log_line_per_request(api, capsys, caplog):
 
 
 # --- /status -------------------------------------------------------------------------------------
-def ranked(key: str, income: float, profit: float | None) -> dict:
-    return {
-        "Coin name": key.title(), "Symbol": key[:3].upper(), "Key": key, "Url": f"https://x/{key}",
-        "Wallet": "4SECRETWALLETADDRESS", "Pool": "pool.example:3333", "Algo": "rx/0", "XmrigCoin": None,
-        "Hashrate H/s": 17300.0, "Income per day in usd": income, "Profit per day in usd": profit,
-    }
-
-
 def test_status_reports_the_managers_state(api):
     config.state.update(
         paused=True, current_coin="monero", current_since=1_700_000_000.0, current_income_usd=0.42,
         pinned="monero", last_analysis=1_700_000_100.0, next_analysis=1_700_028_900.0, switches=3,
-        failing_coins={"zephyr"}, last_ranking=[ranked("monero", 0.42, 0.30), ranked("dagger", 0.40, None)],
-        last_skipped=[{"coin": "etica", "reason": "no wallet configured"}],
+        failing_coins={"zephyr"}, last_skipped=[{"coin": "etica", "reason": "no wallet configured"}],
+        last_ranking=[make_coin("monero", 0.42, profit=0.30, wallet="4SECRETWALLETADDRESS"), make_coin("dagger", 0.40)],
     )
     resp = api.get("/status")
     assert resp.status_code == 200
@@ -309,6 +310,7 @@ def test_status_reports_the_managers_state(api):
     assert body["last_analysis_iso"].startswith("2023-11-1")
     assert [c["key"] for c in body["ranking"]] == ["monero", "dagger"]
     assert body["ranking"][0]["profit_usd"] == 0.30 and body["ranking"][1]["profit_usd"] is None
+    assert body["ranking"][0]["hashrate_source"] == "configured" and body["ranking"][0]["hashrate_hs"] == 17300.0
     assert body["skipped"] == [{"coin": "etica", "reason": "no wallet configured"}]
     assert body["worker"] == {"name": "active_miner_worker", "state": "running"}
     assert "SECRETWALLET" not in resp.text
@@ -319,34 +321,49 @@ def test_status_of_a_fresh_manager_is_running_with_nothing_yet(api):
     assert body["state"] == "running" and body["current_coin"] is None and body["ranking"] == []
 
 
+def test_status_without_a_worker_source_says_null(standin):
+    a = Api()
+    try:
+        assert a.server.worker.wait_fresh("worker", WAIT) is not None
+        assert a.get("/status").json()["worker"] is None
+    finally:
+        a.close()
+
+
+def test_status_follows_the_worker_source(standin):
+    answers = [{"state": "running", "coin": "aaa"}, {"state": "exited", "coin": "aaa"}]
+    a = Api(worker_status=lambda: answers[0] if len(answers) == 1 else answers.pop(0))
+    try:
+        a.server.worker.wait_fresh("worker", WAIT)
+        assert a.get("/status").json()["worker"] == {"state": "running", "coin": "aaa"}
+        a.server.worker.wait_fresh("worker", WAIT)
+        assert a.get("/status").json()["worker"] == {"state": "exited", "coin": "aaa"}
+    finally:
+        a.close()
+
+
 @pytest.mark.parametrize("kind", ["raises", "hangs"])
-def test_a_failing_or_hanging_worker_status_gives_null(standin, kind):
+def test_a_failing_or_hanging_worker_status_gives_null(standin, kind, caplog):
     release = threading.Event()
 
-    def source(_key):
+    def source():
         if kind == "hangs":
             release.wait(30)
         raise RuntimeError("Docker engine unreachable")
 
-    a = Api(worker_source=source)
+    a = Api(worker_status=source)
     try:
-        resp = a.get("/status")
-        assert resp.status_code == 200
-        assert resp.json()["worker"] is None
+        with caplog.at_level(logging.INFO, logger="smartminer"):
+            resp = a.get("/status")
+            assert resp.status_code == 200
+            assert resp.json()["worker"] is None
+            if kind == "raises":
+                a.server.worker.wait_fresh("worker", WAIT)
+                a.server.worker.wait_fresh("worker", WAIT)
+                [line] = [r.getMessage() for r in caplog.records if "API worker fetch failed" in r.getMessage()]
+                assert line == "API worker fetch failed: RuntimeError: Docker engine unreachable"  # once, with its cause
     finally:
         release.set()
-        a.close()
-
-
-def test_status_with_the_real_miner_controller_answers(standin):
-    """No argument: miner_controller.worker_status() (no Docker engine here): whatever it says, 200."""
-    a = Api()
-    try:
-        a.server.worker.wait_fresh("worker", WAIT)
-        resp = a.get("/status")
-        assert resp.status_code == 200
-        assert "worker" in resp.json()
-    finally:
         a.close()
 
 
@@ -359,7 +376,7 @@ def test_healthz_is_200_while_the_loop_beats(api):
 
 def test_healthz_is_503_when_the_loop_is_stuck(api):
     config.state.beat()
-    config.state.update(loop_heartbeat=config.state.get("loop_heartbeat") - api_wrapper.HEALTH_STALE_SECONDS - 5)
+    config.state.update(loop_heartbeat=config.state.get("loop_heartbeat") - api_bodies.HEALTH_STALE_SECONDS - 5)
     resp = api.get("/healthz")
     assert resp.status_code == 503
     assert "silent" in resp.json()["reason"]
@@ -420,86 +437,12 @@ def test_metrics_with_xmrig_down_and_no_sensors_still_parse(api, standin):
     assert not any(k.startswith(("smartminer_hashrate", "smartminer_cpu_temp")) for k in m)
 
 
-# --- sensors and uptime --------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "rig, cpu, vrm",
-    [("amd", 63.75, 47.5), ("intel", 71.0, 52.5), ("zenpower", 58.0, None), ("rpi", 49.173, None), ("none", None, None)],
-)
-def test_sensors_found_automatically(rig, cpu, vrm):
-    assert api_wrapper.read_sensors(hwmon(rig)) == api_wrapper.Sensors(cpu_temp=cpu, vrm_temp=vrm)
-
-
-def test_amd_without_ccd_values_uses_tctl(tmp_path):
-    chip = tmp_path / "hwmon0"
-    chip.mkdir()
-    (chip / "name").write_text("k10temp\n")
-    (chip / "temp1_input").write_text("68500\n")
-    (chip / "temp1_label").write_text("Tctl\n")
-    assert api_wrapper.read_sensors(str(tmp_path)).cpu_temp == 68.5
-
-
-@pytest.mark.parametrize(
-    "cpu_spec, vrm_spec, cpu, vrm",
-    [("k10temp:Tctl", "nct6687:System", 68.5, 35.0), ("nct6687:CPU", "Composite", 55.0, 40.85),
-     ("K10TEMP:tccd1", "", 61.25, 47.5)],
-)
-def test_sensor_overrides(cpu_spec, vrm_spec, cpu, vrm):
-    assert api_wrapper.read_sensors(hwmon("amd"), cpu_spec, vrm_spec) == api_wrapper.Sensors(cpu, vrm)
-
-
-def test_override_naming_no_sensor_gives_null_and_one_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="smartminer"):
-        for _ in range(3):
-            assert api_wrapper.read_sensors(hwmon("intel"), "k10temp:Tctl").cpu_temp is None
-    warnings = [r.getMessage() for r in caplog.records if "k10temp:Tctl" in r.getMessage()]
-    assert len(warnings) == 1 and "coretemp:Package id 0" in warnings[0]
-
-
-def test_missing_hwmon_folder_gives_nulls(tmp_path):
-    assert api_wrapper.read_sensors(str(tmp_path / "absent")) == api_wrapper.Sensors(None, None)
-
-
+# --- sensors -------------------------------------------------------------------------------------
 def test_sensor_overrides_reach_the_api(api):
     config.override(HWMON_PATH=hwmon("intel"), CPU_TEMP_SENSOR="coretemp:Core 1", VRM_TEMP_SENSOR="nct6798:CPUTIN")
     api.server.host_facts.wait_fresh("host", WAIT)
     api.settle()
     assert api.get("/1/summary").json()["sensors"] == {"cpu_temp": 73.0, "vrm_temp": 45.0}
-
-
-@pytest.mark.parametrize("text, expected", [("123.45 67.80\n", 123), ("garbage", None), ("", None)])
-def test_host_uptime(tmp_path, text, expected):
-    path = tmp_path / "uptime"
-    path.write_text(text)
-    assert api_wrapper.host_uptime(str(path)) == expected
-
-
-def test_host_uptime_of_this_machine():
-    assert api_wrapper.host_uptime() > 0
-    assert api_wrapper.host_uptime("/nonexistent/uptime") is None
-
-
-# --- pure helpers --------------------------------------------------------------------------------
-def test_health_rule():
-    now = 10_000.0
-    assert api_wrapper.health({"loop_alive": True, "loop_heartbeat": now - 60}, now) == (True, "ok")
-    assert not api_wrapper.health({"loop_alive": True, "loop_heartbeat": now - 901}, now)[0]
-    assert not api_wrapper.health({"loop_alive": False, "loop_heartbeat": now}, now)[0]
-
-
-@pytest.mark.parametrize(
-    "status, body, error",
-    [(200, b'{"a": 1}', None), (200, b"[1, 2", "invalid JSON"), (401, b"{}", "HTTP 401"), (200, b"\xff\xfe", "invalid JSON")],
-)
-def test_parse_upstream(status, body, error):
-    result = api_wrapper.parse_upstream(status, body)
-    assert (result.error is None) if error is None else (error in result.error)
-
-
-def test_summary_body_rejects_json_that_is_not_an_object():
-    upstream = api_wrapper.parse_upstream(200, b"[1, 2]")
-    body = api_wrapper.summary_body(upstream, None, 0.1)
-    assert body["error"] == "XMRig offline" and "not an object" in body["reason"]
-    assert body["sensors"] == {"cpu_temp": None, "vrm_temp": None}
 
 
 # --- life cycle ----------------------------------------------------------------------------------
