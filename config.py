@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
+from dotenv import dotenv_values
+
 
 class ConfigError(ValueError):
     """A setting is missing, malformed or out of range. The message is one line that says what to fix."""
@@ -153,8 +155,6 @@ def read_env_file(path: str) -> dict[str, str]:
     """The KEY=VALUE pairs of a .env file; {} when it does not exist."""
     if not path or not os.path.isfile(path):
         return {}
-    from dotenv import dotenv_values  # imported here: no work at import time
-
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
