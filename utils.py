@@ -145,34 +145,6 @@ def write_status(coin: Coin, worker_name: str, path: str | None = None, hashrate
     return status
 
 
-def slug_of(url: str) -> str:
-    """The last path segment of a coin page URL: "https://miningpoolstats.stream/monero" -> "monero"."""
-    return url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1].lower()
-
-
-def coin_keys(name: str | None, symbol: str | None = None, url: str | None = None) -> set[str]:
-    """Every lower-case key a user may call a coin by: full name, first word of it, ticker, link slug.
-
-    "Quantum Resistant Ledger", "QRL", ".../quantumrl" -> {"quantum resistant ledger", "quantum", "qrl", "quantumrl"}.
-    """
-    keys: set[str] = set()
-    if name and name.strip():
-        keys.add(name.strip().lower())
-        keys.add(name.strip().split()[0].lower())
-    if symbol and symbol.strip():
-        keys.add(symbol.strip().lower())
-    if url:
-        slug = slug_of(url)
-        if slug:
-            keys.add(slug)
-    return keys
-
-
-def coin_matches(coin: dict, key: str) -> bool:
-    """Whether `key` (any case, surrounding spaces ignored) names this coin record (strategy's dicts)."""
-    return key.strip().lower() in coin_keys(coin.get("Coin name"), coin.get("Symbol"), coin.get("Url"))
-
-
 # --- notifications -------------------------------------------------------------------------------
 Sink = Callable[[str], None]
 _sinks: list[Sink] = []

@@ -14,6 +14,7 @@ import pytest
 import config
 import utils
 from tests.conftest import make_coin
+from tests.log_capture import captured_log
 
 
 def test_defaults_are_the_seeds():
@@ -225,6 +226,20 @@ def test_incidents_notify_once_and_on_clear():
     assert inc.clear("docker", "Docker back") is True
     assert inc.clear("docker") is False
     assert sent == ["Docker down", "Docker back"]
+    assert inc.raise_("docker", "Docker down again") is True  # a fault that comes back is said again
+    assert sent[-1] == "Docker down again"
+
+
+def test_incidents_without_notify_only_log_at_their_level():
+    sent = []
+    inc = utils.Incidents(sent.append)
+    with captured_log() as recs:
+        inc.raise_("pipe", "command pipe unusable", notify=False)
+        inc.raise_("pipe", "command pipe unusable", notify=False)
+        inc.clear("pipe", "command pipe usable again", notify=False)
+    assert sent == []
+    assert [(r.levelno, r.getMessage()) for r in recs] == [
+        (logging.WARNING, "command pipe unusable"), (logging.INFO, "command pipe usable again")]
 
 
 def test_empty_value_means_default():
