@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv chromium chromium-driver docker.io busybox-static docker-compose procps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install system-deps venv test demo bench clean
+.PHONY: all install system-deps venv test test-fast demo bench clean
 
 all: test
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: requirements.txt
 
 test: install
 	$(PY) -m pytest
+
+# The tests that need no dockerd, no Chromium, no XMRig and no daemon process (parsing, income, the
+# decision, commands, settings, API bodies...). A test that starts one of those anyway fails: mark it slow.
+test-fast: venv
+	SMARTMINER_FAST_TESTS=1 $(PY) -m pytest -m "not slow"
 
 demo: install
 	$(PY) demo/run_demo.py

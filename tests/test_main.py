@@ -23,10 +23,11 @@ import profit_loop
 import startup_checks
 import strategy
 import utils
-from demo.rig import free_port
-from tests.conftest import make_coin, require
+from demo.rig import build_rig, free_port
+from tests.conftest import make_coin, require, slow_component
 from tests.discord_standin import DiscordStandIn
 from tests.log_capture import captured_log, messages
+from tests.test_miner_controller import engine_view, notes, worker  # noqa: F401 (fixtures for the engine tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,8 +42,6 @@ def rig():
     """The demo rig without Docker: market pages on loopback and the files pointing at them."""
     require("/usr/bin/chromium", "Chromium")
     require("/usr/bin/chromedriver", "ChromeDriver")
-    from demo.rig import build_rig
-
     r = build_rig(with_docker=False)
     yield r
     r.close()
@@ -275,9 +274,6 @@ def test_a_failing_loop_step_is_logged_with_its_cause_and_the_loop_goes_on(tmp_p
 
 
 # --- the watchdog step on a real engine ---------------------------------------------------------
-from tests.test_miner_controller import engine_view, notes, worker  # noqa: E402,F401 (fixtures)
-
-
 @pytest.mark.slow
 def test_a_worker_removed_by_hand_comes_back_from_the_last_ranking(worker):
     ops = main.wire().worker
@@ -384,3 +380,11 @@ def test_main_and_its_modules_import_at_the_top_only():
              "soupManager", "commands", "command_pipe", "discord_service", "config", "utils")
     tucked = [where for name, (_, lines) in project_imports().items() if name in wired for where in lines]
     assert tucked == []
+
+
+def test_the_fast_tier_knows_what_is_slow():
+    """The guard behind `make test-fast` (tests/conftest.py): these command lines would start a slow part."""
+    assert slow_component(["/usr/bin/chromedriver", "--port=1"]) == "chromedriver"
+    assert slow_component("dockerd --host unix:///tmp/x.sock") == "dockerd"
+    assert slow_component([sys.executable, os.path.join(ROOT, "main.py"), "--once"]) == "main.py"
+    assert slow_component(["docker-compose", "config"]) is None and slow_component(["true"]) is None
