@@ -56,7 +56,7 @@ def wrapper_process(api_port: int, xmrig_port: int, stop: mp.Event) -> None:
 
     config.set_settings(config.load_settings(
         environ={"XMRIG_PORT": str(xmrig_port), "API_HOST": "127.0.0.1", "API_PORT": str(api_port)}, env_file=None))
-    server = api_wrapper.make_server(worker_source=lambda _k: None)
+    server = api_wrapper.make_server()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stop.wait()
@@ -68,16 +68,16 @@ def seed_process(api_port: int, xmrig_port: int, stop: mp.Event) -> None:
     """The seed's approach: one thread, XMRig fetched and sensors read for every request."""
     import requests
 
-    import api_wrapper
+    import sensors as rig_sensors
 
     class SeedHandler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
         def do_GET(self) -> None:
-            sensors = api_wrapper.read_sensors("/sys/class/hwmon")
+            sensors = rig_sensors.read_sensors("/sys/class/hwmon")
             extra = {"sensors": {"cpu_temp": sensors.cpu_temp, "vrm_temp": sensors.vrm_temp},
-                     "host": {"uptime": api_wrapper.host_uptime()}}
+                     "host": {"uptime": rig_sensors.host_uptime()}}
             try:
                 data = requests.get(f"http://127.0.0.1:{xmrig_port}/1/summary", timeout=SEED_TIMEOUT).json()
             except Exception:

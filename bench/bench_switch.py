@@ -24,9 +24,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dataclasses  # noqa: E402
+
 import config  # noqa: E402
 import miner_controller as mc  # noqa: E402
 import utils  # noqa: E402
+import worker_spec  # noqa: E402
+from coin import Coin  # noqa: E402
 from demo.dockerd import build_standin_image, start_private_dockerd  # noqa: E402
 from demo.rig import free_port  # noqa: E402
 
@@ -34,38 +38,34 @@ IMAGE = "smartminer_standin:bench"
 NAME = "smartminer_bench_worker"
 
 
-def coin(key: str, income: float) -> dict:
-    return {
-        "Coin name": key.capitalize(), "Symbol": key[:3].upper(), "Key": key,
-        "Url": f"https://miningpoolstats.stream/{key}", "Income per day": income * 10,
-        "Income per day in usd": income, "Profit per day in usd": None,
-        "Wallet": f"4{key}WALLETabcdef0123456789", "Pool": "127.0.0.1:3333", "Pool fee": 0.0,
-        "Algo": "rx/0", "XmrigCoin": None, "Hashrate H/s": 17300.0,
-    }
+def coin(key: str, income: float) -> Coin:
+    return Coin(key=key, name=key.capitalize(), symbol=key[:3].upper(), url=f"https://miningpoolstats.stream/{key}",
+                wallet=f"4{key}WALLETabcdef0123456789", pool="127.0.0.1:3333", price_usd=1.0, nethash_hs=1e9,
+                emission_24h=100.0, coins_per_day=income * 10, income_usd=income, hashrate_hs=17300.0, algo="rx/0")
 
 
 def running(client, name: str) -> bool:
     return client.containers.get(name).attrs["State"]["Running"]
 
 
-def controller_switch(client, rank: list[dict]) -> float:
+def controller_switch(client, rank: list) -> float:
     """Seconds from the decision call to the new worker running (checked on the engine after)."""
     t0 = time.perf_counter()
-    decision = mc.manage_worker(rank[0], rank)
+    result = mc.manage_worker(rank[0], rank)
     elapsed = time.perf_counter() - t0
-    if decision.action != "switch" or not running(client, NAME):
-        raise SystemExit(f"controller did not switch: {decision}")
+    if result.outcome is not mc.Outcome.SWITCHED or not running(client, NAME):
+        raise SystemExit(f"controller did not switch: {result}")
     return elapsed
 
 
-def bare_switch(client, target: dict) -> float:
+def bare_switch(client, target) -> float:
     """The same change done by hand with the SDK: stop, remove, run."""
-    kwargs = mc.run_kwargs(target, config.settings())
+    kwargs = worker_spec.run_kwargs(target, config.settings())
     t0 = time.perf_counter()
     old = client.containers.get(NAME)
     old.stop(timeout=config.settings().STOP_TIMEOUT)
     old.remove()
-    client.containers.run(**kwargs)
+    client.containers.run(detach=True, **kwargs)
     elapsed = time.perf_counter() - t0
     if not running(client, NAME):
         raise SystemExit("bare run did not start the worker")
@@ -99,10 +99,8 @@ def main(rounds: int = 15) -> None:
         for i in range(rounds):
             # Each round's best pays 50% more than the running coin: always a switch.
             running_key = mc.running_coin()
-            target = dict(b if running_key == "alpha" else a)
-            target["Income per day in usd"] = 1.5 * (i + 2)
-            current = dict(a if running_key == "alpha" else b)
-            current["Income per day in usd"] = 1.0 * (i + 2)
+            target = dataclasses.replace(b if running_key == "alpha" else a, income_usd=1.5 * (i + 2))
+            current = dataclasses.replace(a if running_key == "alpha" else b, income_usd=1.0 * (i + 2))
             ours.append(controller_switch(client, [target, current]))
             bare.append(bare_switch(client, current))
             mc.manage_worker(current, [current])  # the engine now runs `current`: in step again
