@@ -265,7 +265,7 @@ class ApiServer(ThreadingHTTPServer):
         return 200, body, JSON_TYPE
 
     def summary_dict(self, path: str = "/1/summary") -> dict:
-        X
+        """What /1/summary (or /2/summary) answers right now, as a dict (/metrics reads it)."""
         return _summary_of(self.xmrig.get(path), self.host_facts.get("host"))
 
     def _passthrough(self, path: str) -> tuple[int, bytes, str]:
