@@ -21,6 +21,7 @@ import fleet_health as fh
 from coin import Coin
 import utils
 from engine import Engine
+from miner_controller import Controller, Outcome
 from tests.fixtures_swarm import set_availability, swarm_engine, swarm_pair  # noqa: F401
 from worker_backend import ForeignWorker, StartFailed
 from worker_spec import worker_command
@@ -406,6 +407,49 @@ def test_a_node_without_the_image_is_reported_by_name(swarm_engine, tmp_path):
         backend.remove(backend.find())
     backend.report_nodes(backend.health())
     assert not utils.incidents.is_open("fleet-node:rig-solo")
+
+
+# --- the controller drives the fleet through the backend ------------------------------------------
+def controller() -> Controller:
+    """A controller on the swarm backend. The XMRig reader answers nothing: the manager's node need
+    not mine, so the fleet's health comes from the task states alone."""
+    return Controller(fleet.SwarmBackend(Engine(), timings=FAST), read_summary=lambda: None)
+
+
+@pytest.mark.slow
+def test_the_controller_starts_switches_reads_back_and_stops_the_service(swarm_engine, tmp_path):
+    client = swarm_engine.client
+    s = use_settings(swarm_engine.url, swarm_engine.image, tmp_path)
+    alpha, beta, richer_beta = make_coin("alpha", 1.0), make_coin("beta", 1.0), make_coin("beta", 2.0)
+    ctl = controller()
+    assert ctl.manage_worker(alpha, [alpha, beta]).outcome is Outcome.STARTED
+    wait_for("alpha running", lambda: running_tasks(client, s.CONTAINER_NAME, "alpha"))
+    assert ctl.manage_worker(richer_beta, [richer_beta, alpha]).outcome is Outcome.SWITCHED  # a market flip
+    wait_for("beta running", lambda: running_tasks(client, s.CONTAINER_NAME, "beta"))
+    assert client.services.get(s.CONTAINER_NAME).attrs["Spec"]["Labels"]["mining_coin"] == "beta"
+    restarted = controller()  # a restarted manager: the coin comes back from the service label
+    result = restarted.manage_worker(richer_beta, [richer_beta, alpha])
+    assert result.outcome is Outcome.STAYED and result.coin.key == "beta"
+    assert restarted.watchdog_tick() == "ok"
+    assert restarted.stop_worker() == "stopped"  # miner stop
+    assert not [x for x in client.services.list() if x.name == s.CONTAINER_NAME]
+    assert restarted.stop_worker() == "none"
+
+
+@pytest.mark.slow
+def test_the_watchdog_fails_over_a_coin_that_fails_on_every_node(swarm_engine, tmp_path):
+    client = swarm_engine.client
+    s = use_settings(swarm_engine.url, swarm_engine.image, tmp_path, WATCHDOG_MAX_FAILURES="2")
+    write_config(tmp_path, {"standin_exit_after": 1})
+    delta = make_coin("delta")
+    told: list[str] = []
+    utils.incidents = utils.Incidents(notifier=told.append)  # what the owner would read on Discord
+    ctl = controller()
+    assert ctl.manage_worker(delta, [delta]).outcome is Outcome.STARTED
+    wait_for("delta given up on", lambda: ctl.watchdog_tick() == "fault" and "delta" in config.state.get("failing_coins"))
+    [given_up] = [m for m in told if m.startswith("Worker for delta failed 2 times")]
+    assert "rig-solo: task: non-zero exit (1)" in given_up  # the incident names the node
+    assert not [x for x in client.services.list() if x.name == s.CONTAINER_NAME]  # removed: the next analysis picks another
 
 
 # --- the stack file ------------------------------------------------------------------------------
