@@ -20,10 +20,11 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import config
+import metrics
 import sensors
 import utils
 import xmrig
-from api_bodies import XMRIG_STALE_AFTER, OFFLINE, health, metrics_text, status_body, summary_body
+from api_bodies import OFFLINE, XMRIG_STALE_AFTER, health, status_body, summary_body
 from xmrig import JSON_TYPE, Upstream
 
 XMRIG_MAX_AGE = 1.0  # a cached XMRig answer older than this is refreshed in the background
@@ -33,7 +34,6 @@ FIRST_WAIT = 0.5  # the only wait a request may see: for the very first fetch of
 HANDLER_TIMEOUT = 15  # seconds an idle or slow client may hold a connection
 SUMMARY_PATHS = ("/1/summary", "/2/summary")
 PASSTHROUGH_PATHS = ("/1/threads", "/2/backends")  # never /1/config: it holds the wallet
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 WorkerStatus = Callable[[], Any]
 
@@ -286,8 +286,8 @@ class ApiServer(ThreadingHTTPServer):
 
     def _metrics(self, _path: str) -> tuple[int, bytes, str]:
         facts = self.host_facts.get("host")
-        text = metrics_text(self.summary_dict(), facts.value if facts else None, config.state.snapshot())
-        return 200, text.encode(), METRICS_TYPE
+        text = metrics.metrics_text(self.summary_dict(), facts.value if facts else None, config.state.snapshot())
+        return 200, text.encode(), metrics.CONTENT_TYPE
 
     # --- life cycle ---
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -1,8 +1,7 @@
-"""api_bodies: what /1/summary, /status, /healthz and /metrics answer, from given inputs. Pure."""
+"""api_bodies: what /1/summary, /status and /healthz answer, from given inputs. Pure (/metrics: test_metrics.py)."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
@@ -70,36 +69,3 @@ def test_health_rule():
     stuck = api_bodies.health({"loop_alive": True, "loop_heartbeat": now - 901}, now)
     assert stuck == (False, "profit loop silent for 901 s (limit 900 s)")
     assert api_bodies.health({"loop_alive": False, "loop_heartbeat": now}, now) == (False, "profit loop is not running")
-
-
-# --- /metrics --------------------------------------------------------------------------------------
-def samples(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
-def test_metrics_carry_xmrig_sensors_and_the_manager():
-    snap = {"current_coin": "monero", "current_income_usd": 0.42, "paused": False, "switches": 2, "last_analysis": 1.7e9}
-    m = samples(api_bodies.metrics_text({**XMRIG, "sensors": {}}, FACTS, snap))
-    assert m['smartminer_hashrate_hs{window="10s"}'] == 30.5 and m['smartminer_hashrate_hs{window="60s"}'] == 29.0
-    assert 'smartminer_hashrate_hs{window="15m"}' not in m  # null until XMRig has 15 minutes of data
-    assert (m["smartminer_shares_good"], m["smartminer_shares_total"], m["smartminer_xmrig_uptime_seconds"]) == (3, 4, 60)
-    assert m["smartminer_xmrig_up"] == 1 and m["smartminer_cpu_temp_celsius"] == 63.75
-    assert m['smartminer_current_income_usd_per_day{coin="monero"}'] == 0.42 and m["smartminer_switches_total"] == 2
-    assert m["smartminer_loop_alive"] == 0  # no heartbeat in this snapshot
-
-
-def test_metrics_with_xmrig_offline_leave_its_figures_out():
-    text = api_bodies.metrics_text({"error": "XMRig offline", "reason": "x"}, None, {})
-    m = samples(text)
-    assert m["smartminer_xmrig_up"] == 0
-    assert not [k for k in m if re.match(r"smartminer_(hashrate|shares|xmrig_uptime|cpu_temp)", k)]
-
-
-def test_metric_label_values_are_escaped():
-    text = api_bodies.metrics_text(None, None, {"current_coin": 'a"b\\c\nd', "current_income_usd": 1.0})
-    assert 'smartminer_current_income_usd_per_day{coin="a\\"b\\\\c\\nd"} 1.0' in text.splitlines()
