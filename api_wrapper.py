@@ -103,7 +103,7 @@ class BackgroundCache:
         return entry
 
     def wait_fresh(self, key: str, timeout: float) -> Entry | None:
-        """Ask for a new value of `key` and wait for it (tests and benchmarks use this to warm up)."""
+        """Ask for a new value of `key` and wait for it (tests use this to warm up)."""
         with self._cond:
             since = time.monotonic()
             self._ask(key)
