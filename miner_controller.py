@@ -60,7 +60,7 @@ class WorkerResult:
 
 
 def describe(coin: Coin | None) -> str:
-    """ "Monero (0.4200 USD/day)" for log lines and messages."""
+    """How log lines and messages name a coin: "Monero (0.4200 USD/day)"."""
     if coin is None:
         return "nothing"
     return f"{coin.name or coin.key} ({value_of(coin):.4f} USD/day)"

@@ -191,7 +191,10 @@ class ContainerBackend:
             pass  # already gone
 
     def log_tail(self, worker: Worker, lines: int) -> list[str]:
-        raw = self.engine.call("worker log", worker.handle.logs, stdout=True, stderr=True, tail=lines)
+        try:
+            raw = self.engine.call("worker log", worker.handle.logs, stdout=True, stderr=True, tail=lines)
+        except docker.errors.NotFound:
+            return []  # removed meanwhile (a switch): nothing to tell
         return raw.decode("utf-8", errors="replace").splitlines()
 
     def status(self, worker: Worker) -> dict:

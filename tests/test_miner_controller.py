@@ -25,6 +25,7 @@ import api_wrapper
 import config
 import miner_controller as mc
 import utils
+from demo.dockerd import build_standin_image, start_private_dockerd
 from demo.rig import free_port
 from miner_controller import Outcome, WorkerResult
 from tests.conftest import make_coin
@@ -305,8 +306,6 @@ def test_a_missing_image_keeps_the_old_worker_mining(worker):
 
 
 def test_a_start_that_fails_leaves_no_half_created_container(worker, notes):
-    from demo.dockerd import build_standin_image
-
     build_standin_image(worker.client, "smartminer_broken:test", entrypoint="/no/such/xmrig")
     config.override(IMAGE_NAME="smartminer_broken:test")
     result = mc.manage_worker(A, [A])
@@ -510,8 +509,6 @@ def test_a_worker_refusing_its_arguments_is_given_up_on_with_its_own_error_line(
     """The worker's program refuses the command line and exits (busybox sh stands in for an XMRig
     that does not know an option; the engine restarts it in a loop): the incident carries the
     program's own line from the log, not just "restarting"."""
-    from demo.dockerd import build_standin_image
-
     build_standin_image(worker.client, "smartminer_refuses:test", entrypoint="/bin/sh")
     config.override(IMAGE_NAME="smartminer_refuses:test", WATCHDOG_MAX_FAILURES=1)
     assert mc.manage_worker(A, [A]).outcome is Outcome.STARTED
@@ -628,8 +625,6 @@ def test_any_engine_call_ends_an_outage(worker, notes, logs, tmp_path, call):
 
 def test_an_engine_that_goes_down_mid_cycle_and_comes_back(notes, logs, tmp_path_factory):
     """A second private engine: stopped between two cycles, then started again on the same data."""
-    from demo.dockerd import build_standin_image, start_private_dockerd
-
     mc.controller().outage.notify_after = 0.0
     base = tempfile.mkdtemp(prefix="smd-", dir="/tmp")  # short: unix socket paths are limited
     handle = start_private_dockerd(base)
