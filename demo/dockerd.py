@@ -1,20 +1,29 @@
-"""A private Docker engine and a stand-in XMRig image, for tests, the demo and benchmarks.
+"""A private Docker engine and the worker images for tests, the demo and benchmarks.
 
-`start_private_dockerd` runs `dockerd` with its own socket, data and exec roots (DESIGN.md recipe),
-so it never touches the host's engine or another engineer's. Stop it with `handle.stop()`, which
-kills the pid from *its* pidfile, never a process found by name.
+`start_private_dockerd` runs `dockerd` with its own socket, data and exec roots (the recipe in the
+project's design notes, ../shared/DESIGN.md, outside this repository), so it never touches the
+host's engine or another engineer's. Stop it with `handle.stop()`, which kills the pid from *its*
+pidfile, never a process found by name.
+
+Two images are made locally (no registry is reachable): `build_standin_image`, busybox serving a
+fake XMRig API, and `build_xmrig_image`, the real test XMRig (demo/fetch_xmrig.py) with the host's
+glibc, FROM-scratch style. Neither is the production worker image (worker/Dockerfile).
 """
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import tarfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import docker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENTRYPOINT = os.path.join(HERE, "worker", "entrypoint.sh")
@@ -75,7 +84,7 @@ def _unmount_under(base_dir: str) -> None:
 
 
 def dockerd_command(base_dir: str) -> list[str]:
-    """The DESIGN.md recipe: own socket/data/exec roots, no iptables, no bridge, vfs storage."""
+    """The design notes' recipe: own socket/data/exec roots, no iptables, no bridge, vfs storage."""
     return [
         shutil.which("dockerd") or "/usr/sbin/dockerd",
         "--host", f"unix://{base_dir}/docker.sock",
@@ -90,8 +99,6 @@ def dockerd_command(base_dir: str) -> list[str]:
 
 def _ping(sock_path: str) -> bool:
     """Whether the engine answers `GET /_ping` with OK on its unix socket."""
-    import socket
-
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(2)
@@ -173,12 +180,68 @@ def build_standin_image(client_or_url: Any, tag: str, entrypoint: str = "/entryp
     Another `entrypoint` (one that does not exist, say) makes an image whose containers are
     created but fail to start, for tests of a failed start.
     """
-    import docker
+    _import_image(client_or_url, tag, standin_rootfs(), entrypoint)
 
+
+def _import_image(client_or_url: Any, tag: str, rootfs: bytes, entrypoint: str) -> None:
+    """`docker import` the tarball `rootfs` as `tag` with `entrypoint` (its command: the container's)."""
     client = docker.DockerClient(base_url=client_or_url, timeout=60) if isinstance(client_or_url, str) else client_or_url
     repo, _, version = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
     client.api.import_image_from_data(
-        standin_rootfs(), repository=repo, tag=version or "latest",
+        rootfs, repository=repo, tag=version or "latest",
         changes=[f'ENTRYPOINT ["{entrypoint}"]'],
     )
     client.images.get(tag)  # raises ImageNotFound when the import did not take
+
+
+# --- the real test XMRig -----------------------------------------------------------------------------
+XMRIG_ENTRYPOINT = "/xmrig"
+# The glibc pieces XMRig 6.16.0 links (ldd); an image lacking one of them could not start it.
+XMRIG_LIBS = ("libc.so", "libpthread.so", "librt.so", "libdl.so", "libm.so", "ld-linux-x86-64.so")
+_LDD_PATH = re.compile(r"(/\S+)\s+\(0x[0-9a-f]+\)")
+
+
+def shared_libraries(binary: str) -> list[str]:
+    """The absolute paths of the shared libraries `binary` loads here (ldd), the loader included."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False, timeout=30)
+    if out.returncode != 0:
+        raise RuntimeError(f"ldd {binary} failed: {(out.stderr or out.stdout).strip()}")
+    return [m.group(1) for m in map(_LDD_PATH.search, out.stdout.splitlines()) if m]
+
+
+def _add_parents(tar: tarfile.TarFile, path: str, seen: set[str]) -> None:
+    """Directory entries for every parent of `path` (relative), each once."""
+    parts = path.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        folder = "/".join(parts[:i])
+        if folder not in seen:
+            seen.add(folder)
+            _add_dir(tar, folder)
+
+
+def xmrig_rootfs(binary: str) -> bytes:
+    """A tarball of a FROM-scratch-like root: /xmrig, the host's copies of the libraries it loads
+    at the paths ldd names (symlinks resolved), /tmp. RuntimeError when a glibc piece is missing."""
+    libs = shared_libraries(binary)
+    missing = [name for name in XMRIG_LIBS if not any(os.path.basename(p).startswith(name) for p in libs)]
+    if missing:
+        raise RuntimeError(f"ldd {binary} does not name {', '.join(missing)}; is it the x86-64 glibc XMRig?")
+    buf = io.BytesIO()
+    seen: set[str] = set()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_dir(tar, "tmp", 0o1777)
+        seen.add("tmp")
+        with open(binary, "rb") as fh:
+            _add_file(tar, XMRIG_ENTRYPOINT.lstrip("/"), fh.read(), 0o755)
+        for lib in libs:
+            name = lib.lstrip("/")
+            _add_parents(tar, name, seen)
+            with open(os.path.realpath(lib), "rb") as fh:
+                _add_file(tar, name, fh.read(), 0o755)
+    return buf.getvalue()
+
+
+def build_xmrig_image(client_or_url: Any, tag: str, binary: str) -> None:
+    """`docker import` the real XMRig (`binary`, e.g. demo.fetch_xmrig.binary_path()) as `tag`, with
+    /xmrig as its entrypoint, so the controller's argument list is the container's command."""
+    _import_image(client_or_url, tag, xmrig_rootfs(binary), XMRIG_ENTRYPOINT)
