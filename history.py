@@ -15,6 +15,7 @@ Times are epoch seconds (whole seconds in answers), like /status's `current_sinc
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue
@@ -37,8 +38,10 @@ TICK_SECONDS = 60.0  # the idle writer wakes this often to see whether a prune o
 QUEUE_MAX = 10_000
 BATCH_MAX = 500  # rows per write transaction
 READERS_MAX = 4
+ANSWERS_MAX = 8  # /history answers kept until the next write (a dashboard polls the same window)
 INCIDENT_KEY = "history"
 QUEUE_INCIDENT_KEY = "history-queue"
+INPUT_INCIDENT_KEY = "history-input"
 
 
 def describe_fault(path: str, exc: BaseException) -> str:
@@ -88,15 +91,16 @@ def parse_hours(query: str, max_hours: float) -> tuple[float | None, str | None]
     return min(hours, max_hours), None
 
 
-def answer(store: "HistoryStore", query: str) -> tuple[int, dict]:
-    """GET /history: (HTTP status, JSON body). 400 for a bad `hours`, 503 while the store is off."""
+def answer(store: "HistoryStore", query: str) -> tuple[int, bytes]:
+    """GET /history?<query>: (HTTP status, JSON body). 400 with the reason for a bad `hours`, 503 with
+    the reason while the store is off."""
     hours, reason = parse_hours(query, store.max_hours)
     if reason is not None:
-        return 400, {"error": "bad hours", "reason": reason}
-    body = store.query(hours or DEFAULT_HOURS)
-    if "error" in body:
-        return 503, {"error": "history unavailable", "reason": body["error"]}
-    return 200, body
+        return 400, json.dumps({"error": "bad hours", "reason": reason}).encode()
+    text, error = store.query_json(hours or DEFAULT_HOURS)
+    if error is not None:
+        return 503, json.dumps({"error": "history unavailable", "reason": error}).encode()
+    return 200, text.encode()
 
 
 def status_lines(last: dict | None, avg_income: float | None, now: float) -> list[str]:
@@ -119,7 +123,8 @@ _NOOP, _STOP = object(), object()
 class HistoryStore:
     """`start()` it, record into it from any thread, read from any thread, `close()` it at shutdown."""
 
-    def __init__(self, path: str, days: float, clock: Callable[[], float] = time.time, queue_max: int = QUEUE_MAX) -> None:
+    def __init__(self, path: str, days: float, clock: Callable[[], float] = time.time, queue_max: int = QUEUE_MAX,
+                 cache_answers: bool = True) -> None:
         self.path = path
         self.days = days
         self._clock = clock
@@ -136,6 +141,8 @@ class HistoryStore:
         self._file_signature: tuple = ()
         self._next_prune = 0.0
         self.dropped = 0  # rows dropped: store off, or queue full
+        self._writes = 0  # committed write transactions: an answer cached before the last one is stale
+        self._answers: dict[tuple, str] | None = {} if cache_answers else None
 
     @property
     def max_hours(self) -> float:
@@ -170,6 +177,7 @@ class HistoryStore:
             thread.join(timeout)
         with self._lock:
             self._state = "closed"
+            self._generation += 1  # a read in progress does not put its connection back
             readers, self._readers = self._readers, []
         for _, conn in readers:
             conn.close()
@@ -187,24 +195,39 @@ class HistoryStore:
 
     # --- writes: never block, never raise ---
     def record_analysis(self, coins: Iterable[Coin], skipped: Iterable[Mapping[str, Any]] = (), when: float | None = None) -> None:
-        """One analysis: its ranked coins and the coins it skipped ({"coin", "url", "reason"})."""
-        self._enqueue((db.write_analysis, (self._when(when), [db.coin_row(c) for c in coins], [db.skipped_row(s) for s in skipped])))
+        """One analysis: its ranked coins (best first) and the coins it skipped ({"coin", "url", "reason"})."""
+        self._record(db.write_analysis, lambda: (self._when(when), [db.coin_row(c) for c in coins],
+                                                 [db.skipped_row(s) for s in skipped]))
 
     def record_switch(self, from_coin: Coin | str | None, to_coin: Coin | str | None, reason: str,
                       gain_pct: float | None = None, when: float | None = None) -> None:
-        self._enqueue((db.write_switch, (self._when(when), *db.who(from_coin), *db.who(to_coin), str(reason), db.num(gain_pct))))
+        """A switch from one coin to another (a Coin, a coin key, or None for nothing mining)."""
+        self._record(db.write_switch, lambda: (self._when(when), *db.who(from_coin), *db.who(to_coin), str(reason),
+                                               db.num(gain_pct)))
 
-    def record_hashrate(self, coin: str | None, hs: float, when: float | None = None) -> None:
-        self._enqueue((db.write_hashrate, (self._when(when), str(coin) if coin else None, db.num(hs))))
+    def record_hashrate(self, coin: str | None, hs: float | None, when: float | None = None) -> None:
+        """A hashrate sample of the worker mining `coin` (a coin key); 0 when it is down or paused."""
+        self._record(db.write_hashrate, lambda: (self._when(when), str(coin) if coin else None, db.num(hs)))
 
     def incident_started(self, key: str, text: str, when: float | None = None) -> None:
-        self._enqueue((db.write_incident_start, (self._when(when), str(key), str(text))))
+        self._record(db.write_incident_start, lambda: (self._when(when), str(key), str(text)))
 
     def incident_cleared(self, key: str, when: float | None = None) -> None:
-        self._enqueue((db.write_incident_clear, (self._when(when), str(key))))
+        self._record(db.write_incident_clear, lambda: (self._when(when), str(key)))
 
     def _when(self, when: float | None) -> float:
         return float(when) if when is not None else self._clock()
+
+    def _record(self, write: Callable[..., None], row: Callable[[], tuple]) -> None:
+        """Queue `write(conn, *row())`; a row that cannot be built (a caller's bug) is dropped and said once."""
+        try:
+            args = row()
+        except Exception as exc:
+            self.dropped += 1
+            utils.incidents.raise_(INPUT_INCIDENT_KEY, f"History store: a record was dropped ({type(exc).__name__}: {exc})",
+                                   notify=False)
+            return
+        self._enqueue((write, args))
 
     def _enqueue(self, item: Any) -> None:
         if self._state == "closed":
@@ -217,21 +240,43 @@ class HistoryStore:
                                    " dropping records until it catches up", notify=False)
 
     # --- reads: never raise ---
-    def query(self, hours: float) -> dict:
-        """The /history answer for the last `hours` (cut to the retention); "error" set while off."""
-        hours = min(float(hours), self.max_hours)
-        since, bucket = self._clock() - hours * 3600, db.bucket_seconds(hours)
+    def query_json(self, hours: float) -> tuple[str, str | None]:
+        """The /history body for the last `hours` (cut to the retention) as JSON text, and None; while
+        the store is off, a body with empty lists and "error", and the reason.
 
-        def read(conn: sqlite3.Connection) -> dict:
+        The window starts at a hashrate slot boundary (at most one slot earlier than asked), so that
+        the same window asked again before the next write is answered from memory."""
+        hours = min(float(hours), self.max_hours)
+        bucket = db.bucket_seconds(hours)
+        since = math.floor((self._clock() - hours * 3600) / bucket) * bucket
+        key = (hours, since, self._generation, self._writes)
+        with self._lock:
+            cached = self._answers.get(key) if self._answers is not None else None
+        if cached is not None:
+            return cached, None
+
+        def read(conn: sqlite3.Connection) -> str:
             conn.execute("BEGIN")  # one snapshot for the three lists
             try:
-                return {"hours": hours, "analyses": db.read_analyses(conn, since), "switches": db.read_switches(conn, since),
-                        "hashrate": db.read_hashrate(conn, since, bucket), "hashrate_bucket_s": bucket}
+                return (f'{{"hours":{json.dumps(hours)},"hashrate_bucket_s":{json.dumps(bucket)},'
+                        f'"analyses":{db.read_analyses_json(conn, since)},"switches":{db.read_switches_json(conn, since)},'
+                        f'"hashrate":{db.read_hashrate_json(conn, since, bucket)}}}')
             finally:
                 conn.execute("COMMIT")
 
-        body, error = self._read(read, {"hours": hours, "analyses": [], "switches": [], "hashrate": []})
-        return {**body, "error": error} if error else body
+        text, error = self._read(read, "")
+        if error:
+            return json.dumps({"hours": hours, "analyses": [], "switches": [], "hashrate": [], "error": error}), error
+        with self._lock:
+            if self._answers is not None:
+                if len(self._answers) >= ANSWERS_MAX:
+                    self._answers.clear()
+                self._answers[key] = text
+        return text, None
+
+    def query(self, hours: float) -> dict:
+        """`query_json` as a dict ("error" set while the store is off)."""
+        return json.loads(self.query_json(hours)[0])
 
     def last_switch(self) -> dict | None:
         return self._read(db.read_last_switch, None)[0]
@@ -336,6 +381,7 @@ class HistoryStore:
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         deleted = db.prune(conn, self._clock() - self.days * 86400)
+        self._writes += 1
         if deleted:
             utils.log(f"[INFO] History store: pruned {deleted} rows older than {self.days:g} days")
 
@@ -352,6 +398,7 @@ class HistoryStore:
                 for fn, args in records:
                     fn(conn, *args)
                 conn.execute("COMMIT")
+                self._writes += 1  # only this thread writes it; readers compare it to their cached key
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -58,7 +58,7 @@ class ApiStandin:
             return 200, json.dumps(self.status()).encode(), dashboard.JSON
         if parts.path == "/history":
             code, body = history.answer(self.store, parts.query)
-            return code, json.dumps(body).encode(), dashboard.JSON
+            return code, body, dashboard.JSON
         return 404, json.dumps({"error": f"not found: {parts.path}"}).encode(), dashboard.JSON
 
     def close(self) -> None:

@@ -61,7 +61,7 @@ def table_counts(path: str) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("analyses", "analysis_coins", "switches", "hashrate", "incidents")}
+                for t in ("analyses", "analysis_coins", "switches", "hashrate", "hashrate_hourly", "incidents")}
     finally:
         conn.close()
 
@@ -117,12 +117,20 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(db_path, clock):
     assert body["switches"] == [{"time": 1749990001, "from": None, "to": "monero", "from_name": None, "to_name": "monero",
                                  "reason": "start", "gain_pct": None}]
     assert body["hashrate"] == [{"time": 1749990300, "coin": "monero", "hs": 17100.0}]
+    assert store_longest(db_path, clock)["hashrate"] == body["hashrate"]  # the roll-up was filled from v1's samples
     assert after["analyses"][-1]["skipped"] == [{"key": "etica", "coin": "Etica", "reason": "no wallet"}]
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert conn.execute("SELECT emission FROM analysis_coins WHERE key = 'zephyr'").fetchone()[0] == 7000.0
     assert conn.execute("SELECT cleared FROM incidents WHERE key = 'engine'").fetchone()[0] == NOW - 5
     assert table_counts(db_path)["analysis_coins"] == 2
+
+
+def store_longest(path: str, clock: Clock) -> dict:
+    with opened(path, clock) as store:
+        body = store.query(store.max_hours)
+    assert body["hashrate_bucket_s"] >= 3600
+    return body
 
 
 def test_a_database_from_a_newer_smartminer_is_left_alone(db_path, clock):
@@ -165,6 +173,19 @@ def test_what_is_recorded_comes_back_from_query(db_path, clock):
     json.dumps(day, allow_nan=False)
 
 
+def test_an_answer_is_reused_until_the_next_write(db_path, clock):
+    with opened(db_path, clock) as store:
+        store.record_hashrate("monero", 1.0, when=NOW - 60)
+        assert store.flush()
+        first, again = store.query_json(24)[0], store.query_json(24)[0]
+        assert again is first  # the same window, nothing written since: from memory
+        store.record_hashrate("monero", 2.0, when=NOW - 30)
+        assert store.flush()
+        assert [p["hs"] for p in store.query(24)["hashrate"]] == [1.0, 2.0]
+    with opened(db_path, clock, cache_answers=False) as uncached:
+        assert uncached.query_json(24)[0] is not uncached.query_json(24)[0]
+
+
 def test_history_survives_a_restart(db_path, clock):
     with opened(db_path, clock) as store:
         store.record_switch(None, make_coin("monero", 0.2), "start", when=NOW - 60)
@@ -196,18 +217,24 @@ def test_long_windows_average_the_hashrate_into_buckets(db_path, clock):
             if i % 2000 == 0:
                 store.flush()
         assert store.flush()
-        body = store.query(240)
+        body, longest = store.query(240), store.query(2160)
     bucket = body["hashrate_bucket_s"]
     assert bucket == math.ceil(240 * 3600 / history_db.MAX_POINTS) > 300
     for coin in ("monero", "zephyr"):
         points = [p for p in body["hashrate"] if p["coin"] == coin]
         assert 0 < len(points) <= history_db.MAX_POINTS + 1 < samples
     conn = sqlite3.connect(db_path)
-    slots = history_db.read_hashrate(conn, start, 600)  # two samples a slot: 99 and 101 average to 100
+    slots = json.loads(history_db.read_hashrate_json(conn, start, 600))  # two samples a slot: 99 and 101 average to 100
     conn.close()
     assert {p["hs"] for p in slots if p["coin"] == "monero"} == {100.0}
     assert {p["hs"] for p in slots if p["coin"] == "zephyr"} == {200.0}
     assert [p["time"] for p in slots[:4]] == [start + 150] * 2 + [start + 750] * 2
+    # 90 days: two-hour slots from the hourly roll-up, the same means
+    assert longest["hashrate_bucket_s"] == 7200
+    for coin, mean in (("monero", 100.0), ("zephyr", 200.0)):
+        points = [p for p in longest["hashrate"] if p["coin"] == coin]
+        assert len(points) in (120, 121) and {p["hs"] for p in points[1:-1]} == {mean}
+        assert all(a["time"] < b["time"] for a, b in zip(points, points[1:]))
 
 
 def test_last_switch_average_income_and_the_status_lines(db_path, clock):
@@ -244,7 +271,8 @@ def test_prune_keeps_history_days_and_open_incidents(db_path, clock):
     assert body["hours"] == 90 * 24
     assert [a["time"] for a in body["analyses"]] == [round(NOW - 10 * DAY)]
     assert len(body["switches"]) == 1 and len(body["hashrate"]) == 1
-    assert table_counts(db_path) == {"analyses": 1, "analysis_coins": 1, "switches": 1, "hashrate": 1, "incidents": 1}
+    assert table_counts(db_path) == {"analyses": 1, "analysis_coins": 1, "switches": 1, "hashrate": 1, "hashrate_hourly": 1,
+                                     "incidents": 1}
 
 
 def test_the_writer_prunes_once_a_day_by_itself(db_path, clock):
@@ -270,7 +298,8 @@ def test_a_corrupt_file_is_one_error_line_history_off_and_the_file_kept(db_path,
             assert store.flush()
             assert store.query(24)["error"].startswith("History store off")
             assert store.last_switch() is None and store.average_income() is None
-            assert history.answer(store, "hours=24")[0] == 503
+            code, body = history.answer(store, "hours=24")
+            assert code == 503 and json.loads(body)["reason"].startswith("History store off")
         assert not store.on and store.dropped == 6
         lines = off_lines(records)
         assert len(lines) == 1, lines
@@ -347,6 +376,16 @@ def test_a_locked_database_is_off_and_comes_back_on_retry(db_path, clock):
         other.close()
 
 
+def test_a_record_that_cannot_be_read_is_dropped_not_raised(db_path, clock):
+    with captured_log() as records, opened(db_path, clock) as store:
+        store.record_analysis([object()])  # not a Coin: a caller's bug
+        store.record_analysis([make_coin("monero", 0.2)], [42])  # a skipped entry that is not a mapping
+        store.record_hashrate("monero", 1.0, when="yesterday")
+        assert store.flush() and store.on and store.dropped == 3
+        assert store.query(24)["analyses"] == []
+    assert len([m for m in messages(records, logging.WARNING) if "record was dropped" in m]) == 1
+
+
 def test_a_full_queue_drops_records_with_one_line(db_path, clock):
     store = history.HistoryStore(db_path, 90, clock=clock, queue_max=3)  # not started: nothing drains it
     with captured_log() as records:
@@ -414,10 +453,10 @@ def test_hours_that_are_refused_say_why(query):
 def test_answer_is_400_for_bad_hours_and_200_with_the_shape(db_path, clock):
     with opened(db_path, clock) as store:
         code, body = history.answer(store, "hours=abc")
-        assert code == 400 and "positive number" in body["reason"] and "'abc'" in body["reason"]
+        assert code == 400 and "positive number" in json.loads(body)["reason"] and "'abc'" in json.loads(body)["reason"]
         code, body = history.answer(store, "")
-        assert code == 200 and body["hours"] == 24
-        assert {"analyses", "switches", "hashrate"} <= set(body)
+        assert code == 200 and json.loads(body)["hours"] == 24
+        assert {"analyses", "switches", "hashrate"} <= set(json.loads(body))
 
 
 def test_describe_fault_names_the_fix():
