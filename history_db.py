@@ -263,11 +263,13 @@ def read_hashrate_json(conn: sqlite3.Connection, since: float, bucket: float) ->
 def read_average_income(conn: sqlite3.Connection, since: float) -> float | None:
     """What the rig earned per day on average since `since`: each hashrate sample (what the worker
     really mined, at its measured speed) priced at its coin's income per H/s in the latest analysis
-    before it. A sample of 0 H/s (worker down or paused) counts as earning nothing."""
+    before it. A sample of 0 H/s (worker down or paused) counts as earning nothing. (Analyses are
+    written in time order, so "the latest before" is found by id, through the indexes.)"""
     row = conn.execute(
-        "SELECT avg(h.hs * (SELECT c.income_usd / c.hashrate_hs FROM analysis_coins c JOIN analyses a"
-        " ON a.id = c.analysis_id WHERE c.key = h.coin AND a.time <= h.time AND c.hashrate_hs > 0"
-        " ORDER BY a.time DESC LIMIT 1)) FROM hashrate h WHERE h.time >= ?", (since,)).fetchone()
+        "SELECT avg(h.hs * (SELECT c.income_usd / c.hashrate_hs FROM analysis_coins c WHERE c.key = h.coin"
+        " AND c.hashrate_hs > 0 AND c.analysis_id <= (SELECT a.id FROM analyses a WHERE a.time <= h.time"
+        " ORDER BY a.time DESC LIMIT 1) ORDER BY c.analysis_id DESC LIMIT 1)) FROM hashrate h WHERE h.time >= ?",
+        (since,)).fetchone()
     return row[0] if row and row[0] is not None else None
 
 

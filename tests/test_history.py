@@ -242,13 +242,15 @@ def test_last_switch_average_income_and_the_status_lines(db_path, clock):
         assert store.last_switch() is None and store.average_income() is None
         store.record_analysis([make_coin("monero", 0.2, hashrate_hs=20000.0)], when=NOW - 3 * 3600)
         store.record_switch(None, make_coin("monero", 0.2, name="Monero", symbol="XMR"), "start", when=NOW - 3 * 3600 + 1)
+        store.record_analysis([make_coin("zephyr", 9.0), make_coin("monero", 0.4, hashrate_hs=20000.0)], when=NOW - 1.75 * 3600)
         for hs, ago in ((10000.0, 2), (20000.0, 1.5), (0.0, 1)):  # the last: worker down, earns nothing
             store.record_hashrate("monero", hs, when=NOW - ago * 3600)
         store.record_hashrate("monero", 99999.0, when=NOW - 30 * 3600)  # older than 24 h: not counted
         assert store.flush()
         last, avg = store.last_switch(), store.average_income()
     assert last["to_name"] == "Monero (XMR)" and last["time"] == round(NOW - 3 * 3600 + 1)
-    assert avg == pytest.approx((0.1 + 0.2 + 0.0) / 3)
+    # 10 kH/s at the first analysis' $0.2 per 20 kH/s, 20 kH/s at the second's $0.4 per 20 kH/s, then 0
+    assert avg == pytest.approx((0.1 + 0.4 + 0.0) / 3)
     assert history.status_lines(last, avg, NOW) == [
         "Last switch: nothing -> Monero (XMR), 3.0 h ago (start)", "24 h average income: $0.1000/day"]
     assert history.status_lines(None, None, NOW) == ["Last switch: none recorded", "24 h average income: no hashrate samples yet"]
