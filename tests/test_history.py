@@ -252,7 +252,7 @@ def test_last_switch_average_income_and_the_status_lines(db_path, clock):
     # 10 kH/s at the first analysis' $0.2 per 20 kH/s, 20 kH/s at the second's $0.4 per 20 kH/s, then 0
     assert avg == pytest.approx((0.1 + 0.4 + 0.0) / 3)
     assert history.status_lines(last, avg, NOW) == [
-        "Last switch: nothing -> Monero (XMR), 3.0 h ago (start)", "24 h average income: $0.1000/day"]
+        "Last switch: nothing -> Monero (XMR), 3.0 h ago (start)", "24 h average income: $0.1667/day"]
     assert history.status_lines(None, None, NOW) == ["Last switch: none recorded", "24 h average income: no hashrate samples yet"]
 
 
