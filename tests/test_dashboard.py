@@ -105,11 +105,12 @@ def browser(chromium):
 
 
 def save_screenshot(driver, name: str) -> str:
-    """The whole page as a PNG under ARTIFACTS (kept after the test)."""
+    """The whole page, 1366 px wide, as a PNG under ARTIFACTS (kept after the test)."""
     os.makedirs(ARTIFACTS, exist_ok=True)
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1366, max(768, int(height) + 40))
-    time.sleep(0.3)  # let the charts settle after the resize (only the picture depends on it)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False})
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1366, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    time.sleep(0.3)  # let the charts follow the resize (only the picture depends on it)
     path = os.path.join(ARTIFACTS, name)
     assert driver.save_screenshot(path)
     return path
@@ -121,14 +122,14 @@ def test_the_page_draws_both_charts_and_the_switch_log(store, browser):
     keys = ["monero", "zephyr", "salvium"]
     counts = simulate(store, 3, keys, now - 7200, sample_seconds=900)
     monero, zephyr = make_coin("monero", 0.25, name="Monero", symbol="XMR"), make_coin("zephyr", 0.31, name="Zephyr", symbol="ZEPH")
-    evil = make_coin("evil", 0.01, name=XSS, symbol="EVL")
-    store.record_analysis([zephyr, monero, evil], [{"coin": XSS, "url": "https://miningpoolstats.stream/bad", "reason": XSS}], when=now - 3700)
+    skipped = [{"coin": "Etica", "url": "https://miningpoolstats.stream/etica", "reason": "no wallet for Etica in wallets.json"}]
+    store.record_analysis([zephyr, monero], skipped, when=now - 3700)
     store.record_switch(monero, zephyr, "better coin", 24.0, when=now - 3600)
-    store.record_hashrate("zephyr", 16100.0, when=now - 3000)
+    store.record_hashrate("zephyr", 17250.0, when=now - 3000)
     assert store.flush()
-    api = ApiStandin(lambda: status_of([zephyr, monero, evil], current_coin="zephyr", current_since=now - 3600,
+    api = ApiStandin(lambda: status_of([zephyr, monero], current_coin="zephyr", current_since=now - 3600,
                                        current_income_usd=0.31, next_analysis=now + 7 * 3600, switches=counts["switches"] + 1,
-                                       last_skipped=[{"coin": XSS, "url": "u/bad", "reason": XSS}]), store)
+                                       last_skipped=skipped), store)
     try:
         driver = browser.driver
         driver.get(api.base + "/")
@@ -143,22 +144,20 @@ def test_the_page_draws_both_charts_and_the_switch_log(store, browser):
             const ranking = Array.from(document.querySelectorAll('#ranking tbody tr')).map(r => [r.className, r.cells[1].textContent]);
             return {charts, rows, ranking, state: document.getElementById('state').textContent,
                     coin: document.getElementById('coin').textContent, income: document.getElementById('income').textContent,
-                    skipped: document.getElementById('skipped').textContent, problems: document.getElementById('problems').hidden,
-                    imgs: document.querySelectorAll('img').length, pwned: window.pwned === 1};
+                    skipped: document.getElementById('skipped').textContent, problems: document.getElementById('problems').hidden};
         """)
         shot = save_screenshot(driver, "dashboard.png")
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
     finally:
         api.close()
-    for chart_id, legend_entries in (("income-chart", 4), ("hashrate-chart", 3)):  # x label + one per coin
+    for chart_id, legend_entries in (("income-chart", 4), ("hashrate-chart", 3)):  # x label + a coin each
         width, height, labels = page["charts"][chart_id]
         assert width > 0 and height > 0 and labels >= legend_entries, (chart_id, page["charts"])
     assert page["rows"][0] == [page["rows"][0][0], "Monero (XMR)", "Zephyr (ZEPH)", "better coin", "+24.0 %"]
     assert len(page["rows"]) == counts["switches"] + 1
     assert page["state"] == "running" and page["coin"] == "Zephyr (ZEPH)" and page["income"] == "$0.3100 / day"
-    assert page["ranking"][0] == ["current", "Zephyr (ZEPH)"] and page["ranking"][2][1] == f"{XSS} (EVL)"
-    assert f"{XSS}: {XSS}" in page["skipped"]
-    assert page["imgs"] == 0 and not page["pwned"]  # coin names from web pages stay text
+    assert page["ranking"] == [["current", "Zephyr (ZEPH)"], ["", "Monero (XMR)"]]
+    assert page["skipped"] == "Etica: no wallet for Etica in wallets.json"
     assert page["problems"] is True  # hidden: both /status and /history answered
     assert not errors, errors  # no script error, no Content-Security-Policy violation
     assert os.path.getsize(shot) > 10_000
@@ -166,25 +165,31 @@ def test_the_page_draws_both_charts_and_the_switch_log(store, browser):
 
 
 @pytest.mark.slow
-def test_with_history_off_the_page_still_shows_the_state_and_says_why(tmp_path, browser):
+def test_with_history_off_the_page_shows_the_state_says_why_and_keeps_names_as_text(tmp_path, browser):
     bad = tmp_path / "smartminer.db"
     bad.write_bytes(b"not a database" * 100)
     store = history.HistoryStore(str(bad), 90)
     store.start()
     assert store.flush()
-    api = ApiStandin(lambda: status_of([make_coin("monero", 0.25, name="Monero", symbol="XMR")], current_coin="monero",
-                                       paused=True), store)
+    evil = make_coin("evil", 0.01, name=XSS, symbol="EVL")  # coin names come from web pages
+    api = ApiStandin(lambda: status_of([make_coin("monero", 0.25, name="Monero", symbol="XMR"), evil], current_coin="monero",
+                                       paused=True, last_skipped=[{"coin": XSS, "url": "u/bad", "reason": XSS}]), store)
     try:
         driver = browser.driver
         driver.get(api.base + "/?hours=24")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and driver.execute_script("return document.getElementById('problems').hidden"):
             time.sleep(0.05)
-        problems = driver.execute_script("return document.getElementById('problems').textContent")
-        state = driver.execute_script("return [document.getElementById('state').textContent, document.getElementById('coin').textContent,"
-                                      " document.getElementById('range').value]")
+        page = driver.execute_script("""
+            const text = (id) => document.getElementById(id).textContent;
+            return {problems: text('problems'), state: text('state'), coin: text('coin'), range: document.getElementById('range').value,
+                    ranking: Array.from(document.querySelectorAll('#ranking tbody tr')).map(r => r.cells[1].textContent),
+                    skipped: text('skipped'), imgs: document.querySelectorAll('img').length, pwned: window.pwned === 1};
+        """)
     finally:
         api.close()
         store.close()
-    assert problems.startswith("History unavailable: History store off") and "not a database" in problems
-    assert state == ["paused", "Monero (XMR)", "24"]
+    assert page["problems"].startswith("History unavailable: History store off") and "not a database" in page["problems"]
+    assert [page["state"], page["coin"], page["range"]] == ["paused", "Monero (XMR)", "24"]
+    assert page["ranking"] == ["Monero (XMR)", f"{XSS} (EVL)"] and page["skipped"] == f"{XSS}: {XSS}"
+    assert page["imgs"] == 0 and not page["pwned"]  # shown as text, never parsed as HTML

@@ -101,14 +101,14 @@
       const tr = el("tr", null, c.key === currentKey ? "current" : "");
       tr.append(el("td", i + 1), el("td", coinLabel(c)), el("td", usd(c.income_usd), "num"),
         el("td", usd(c.profit_usd), "num"),
-        el("td", hashrate(c.hashrate_hs) + (c.hashrate_source === "measured" ? " (measured)" : ""), "num"),
-        el("td", c.pool || "–"));
+        el("td", hashrate(c.hashrate_hs) + (c.hashrate_source === "measured" ? " (measured)" : ""), "num"));
+      tr.title = "pool " + (c.pool || "?") + (c.algo ? ", algo " + c.algo : "");
       return tr;
     });
     if (!rows.length) {
       const tr = el("tr");
       const td = el("td", "No ranking yet: the first analysis has not finished.", "empty");
-      td.colSpan = 6;
+      td.colSpan = 5;
       tr.append(td);
       rows.push(tr);
     }
