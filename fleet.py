@@ -33,7 +33,7 @@ import config
 import utils
 from coin import Coin
 from engine import Engine
-from fleet_health import (DEFAULT_HISTORY_LIMIT, NODE_INCIDENT, FleetHealth, fleet_health, hostname,
+from fleet_health import (DEFAULT_HISTORY_LIMIT, FLEET_INCIDENT, NODE_INCIDENT, FleetHealth, fleet_health, hostname,
                           node_incidents, parse_constraints, status_dict)
 from worker_backend import ForeignWorker, StartFailed, Worker
 from worker_spec import (COIN_LABEL, CONTAINER_CONFIG_PATH, INCOME_LABEL, MANAGED_LABEL, SYMBOL_LABEL, is_managed,
@@ -266,16 +266,20 @@ class SwarmBackend:
             "image": worker.image, "fleet": status_dict(health),
         }
 
-    def report_nodes(self, health: FleetHealth) -> None:
-        """Raise the node incidents `health` calls for and clear the ones that are over."""
+    def report_nodes(self, health: FleetHealth | None = None) -> FleetHealth:
+        """Raise the fleet incidents `health` (default: read now) calls for, each naming its node,
+        and clear the ones that are over. Returns the health it judged."""
+        health = self.health() if health is None else health
         wanted = node_incidents(health)
         for key, text in wanted.items():
             utils.incidents.raise_(key, text)
-        if health.updating:
-            return  # a rollout in progress says nothing either way
+        if health.service and health.updating:
+            return health  # a rollout in progress says nothing either way
         for key in utils.incidents.open_keys():
-            if key.startswith(NODE_INCIDENT) and key not in wanted:
-                utils.incidents.clear(key, f"Fleet: node {key[len(NODE_INCIDENT):]} mines again")
+            if key.startswith(FLEET_INCIDENT) and key not in wanted:
+                what = f"node {key[len(NODE_INCIDENT):]}" if key.startswith(NODE_INCIDENT) else key[len(FLEET_INCIDENT):]
+                utils.incidents.clear(key, f"Fleet: {what} is fine again")
+        return health
 
     def _found(self) -> Worker:
         worker = self.find()

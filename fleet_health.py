@@ -20,6 +20,7 @@ PENDING_STATES = frozenset({"new", "allocated", "pending", "assigned", "accepted
 UPDATING_STATES = frozenset({"updating", "rollback_started"})
 FAILURE_WINDOW_SECONDS = 6 * 3600.0  # older failed tasks are forgiven (as the container watchdog does)
 DEFAULT_HISTORY_LIMIT = 5  # Swarm keeps this many old tasks per node (`docker swarm update --task-history-limit`)
+FLEET_INCIDENT = "fleet-"  # every fleet incident's key starts so
 NODE_INCIDENT = "fleet-node:"  # + hostname: a node that fails or runs no worker
 INCOME_NOTE = "income and hashrate are one rig's figures; every node mines the same coin"
 
@@ -217,6 +218,13 @@ def _idle_reason(node: dict, newest: dict | None) -> str | None:
     return f"task {_state(newest)}" + (f": {_error(newest)}" if _error(newest) else "")
 
 
+def _rolled_back_from(tasks: list[dict], coin: str | None) -> str | None:
+    """After a rollback, the coin of the switch that failed: that of the newest task of another coin
+    (Swarm drops the service's PreviousSpec on a rollback, the tasks keep their own spec)."""
+    other = [t for t in tasks if task_coin(t) not in (None, coin)]
+    return task_coin(max(other, key=_created)) if other else None
+
+
 def fleet_health(service: dict | None, tasks: list[dict], nodes: list[dict], constraint: str, max_failures: int,
                  now: float, history_limit: int = DEFAULT_HISTORY_LIMIT,
                  window_s: float = FAILURE_WINDOW_SECONDS) -> FleetHealth:
@@ -230,9 +238,6 @@ def fleet_health(service: dict | None, tasks: list[dict], nodes: list[dict], con
         return FleetHealth(False, None, "", "", 0, (), (), ())
     coin = ((service.get("Spec") or {}).get("Labels") or {}).get(COIN_LABEL)
     update = service.get("UpdateStatus") or {}
-    failed_switch = None
-    if (update.get("State") or "").startswith("rollback"):  # Swarm swapped the specs: the previous one failed
-        failed_switch = ((service.get("PreviousSpec") or {}).get("Labels") or {}).get(COIN_LABEL)
     wanted = parse_constraints(constraint)
     by_node: dict[str, list[dict]] = {}
     for task in sorted(tasks, key=_created, reverse=True):
@@ -254,21 +259,25 @@ def fleet_health(service: dict | None, tasks: list[dict], nodes: list[dict], con
         if reason:
             idle.append(IdleNode(hostname(node), reason))
     running = [_created(t) for t in tasks if _state(t) == "running" and task_coin(t) == coin]
+    failed_switch = _rolled_back_from(tasks, coin) if (update.get("State") or "").startswith("rollback") else None
     return FleetHealth(True, coin, update.get("State") or "", update.get("Message") or "", matching,
                        tuple(facts), tuple(failing), tuple(idle), min(running) if running else None,
-                       failed_switch if failed_switch != coin else None)
+                       failed_switch)
 
 
 def node_incidents(health: FleetHealth) -> dict[str, str]:
-    """The per-node incidents this moment calls for: {NODE_INCIDENT + hostname: text}. A node that
-    keeps failing is named with its error; a matching node without a worker with its reason. None
-    while a switch rolls out (nodes are briefly without a worker then)."""
+    """The fleet incidents this moment calls for, {key: text}: a node that keeps failing (with its
+    error), a matching node without a worker (with the reason), no matching node at all, a switch
+    Swarm rolled back. Nothing while a switch rolls out (nodes are briefly without a worker then)."""
     if not health.service or health.updating:
         return {}
     out = {f"{NODE_INCIDENT}{n.node}": f"Fleet: {n.text}" for n in health.idle}
     out.update({f"{NODE_INCIDENT}{f.node}": f"Fleet: {f.text}" for f in health.failing})
     if health.matching == 0:
-        out[f"{NODE_INCIDENT}*"] = "Fleet: no node matches FLEET_CONSTRAINT: label the mining nodes (see the README)"
+        out[f"{FLEET_INCIDENT}no-nodes"] = "Fleet: no node matches FLEET_CONSTRAINT: label the mining nodes (see the README)"
+    if health.rolled_back_from:
+        out[f"{FLEET_INCIDENT}rollback"] = (f"Fleet: the switch to {health.rolled_back_from} failed on the nodes and "
+                                            f"Swarm rolled back to {health.coin} ({health.update_message or 'no detail'})")
     return out
 
 

@@ -1,4 +1,4 @@
-"""fleet: the pure facts (constraints, task states -> FleetHealth), then the Swarm service on real engines.
+"""fleet: the Swarm worker backend on real engines (the pure facts are in test_fleet_health.py).
 
 The engine tests use private swarm engines from tests/fixtures_swarm.py (never the session's
 `docker_engine`, whose single-container tests must not see swarm mode) and assert on what the
@@ -18,8 +18,8 @@ import pytest
 import config
 import fleet
 import fleet_health as fh
-from coin import Coin
 import utils
+from coin import Coin
 from engine import Engine
 from miner_controller import Controller, Outcome
 from tests.fixtures_swarm import set_availability, swarm_engine, swarm_pair  # noqa: F401
@@ -76,161 +76,6 @@ def task_container(client, name: str, coin: str):
         if c.labels.get("mining_coin") == coin and c.status == "running":
             return c
     return None
-
-
-# --- constraints (pure) --------------------------------------------------------------------------
-def node(hostname: str, labels: dict | None = None, role: str = "worker", state: str = "ready",
-         availability: str = "active", node_id: str | None = None) -> dict:
-    return {"ID": node_id or f"id-{hostname}", "Description": {"Hostname": hostname, "Platform": {"OS": "linux"}},
-            "Spec": {"Labels": labels or {}, "Role": role, "Availability": availability}, "Status": {"State": state}}
-
-
-def test_constraints_parse_like_swarm_and_match_nodes():
-    default = fh.parse_constraints("node.labels.smartminer==worker")
-    assert default == [fh.Constraint("node.labels.smartminer", True, "worker")]
-    assert fh.node_matches(node("a", {"smartminer": "Worker"}), default)  # values compare without case
-    assert not fh.node_matches(node("b", {"smartminer": "off"}), default)
-    assert not fh.node_matches(node("c"), default)  # no label: not equal
-    two = fh.parse_constraints("node.labels.smartminer == worker, node.role!=manager")
-    assert fh.node_matches(node("a", {"smartminer": "worker"}), two)
-    assert not fh.node_matches(node("a", {"smartminer": "worker"}, role="manager"), two)
-    assert fh.node_matches(node("c"), fh.parse_constraints("node.labels.gpu!=yes"))  # missing label: unequal
-
-
-@pytest.mark.parametrize("text", ["", " , ", "smartminer==worker", "node.labels.smartminer=worker",
-                                  "node.labels.==x", "node.color==red", "node.labels.a==b, oops"])
-def test_a_bad_constraint_is_one_clear_line(text):
-    problem = fh.constraint_problem(text)
-    assert problem and problem.startswith("FLEET_CONSTRAINT") and "\n" not in problem
-    with pytest.raises(ValueError):
-        fh.parse_constraints(text)
-    assert fh.constraint_problem("node.labels.smartminer==worker") is None
-
-
-# --- health facts (pure) -------------------------------------------------------------------------
-NOW = 1_800_000_000.0
-
-
-def stamp(seconds_ago: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(NOW - seconds_ago)) + ".123456789Z"
-
-
-def task(node_id: str, state: str, coin: str, ago: float, desired: str = "running", err: str = "") -> dict:
-    status = {"State": state, "Timestamp": stamp(ago)}
-    if err:
-        status["Err"] = err
-    return {"ID": f"t{ago}{node_id}", "NodeID": node_id, "CreatedAt": stamp(ago), "DesiredState": desired,
-            "Status": status, "Spec": {"ContainerSpec": {"Labels": {"mining_coin": coin}}}}
-
-
-def service(coin: str, update: dict | None = None) -> dict:
-    out = {"Spec": {"Labels": {"mining_coin": coin, "smartminer.managed": "true"}}}
-    if update:
-        out["UpdateStatus"] = update
-    return out
-
-
-LABEL = {"smartminer": "worker"}
-CONSTRAINT = "node.labels.smartminer==worker"
-
-
-def health(svc, tasks, nodes, **kw) -> fh.FleetHealth:
-    return fh.fleet_health(svc, tasks, nodes, CONSTRAINT, kw.pop("max_failures", 3), NOW, **kw)
-
-
-def test_health_lists_the_newest_task_per_node_and_converges():
-    nodes = [node("rig-b", LABEL), node("rig-a", LABEL), node("boss", role="manager")]
-    tasks = [task("id-rig-a", "shutdown", "alpha", 600, desired="shutdown"), task("id-rig-a", "running", "beta", 60),
-             task("id-rig-b", "running", "beta", 50)]
-    h = health(service("beta"), tasks, nodes)
-    assert h.service and h.coin == "beta"
-    assert [(t.node, t.state, t.coin) for t in h.tasks] == [("rig-a", "running", "beta"), ("rig-b", "running", "beta")]
-    assert h.failing == () and h.idle == ()
-    assert h.converged("beta") and not h.converged("alpha")
-    assert fh.status_dict(h)["tasks"] == [{"node": "rig-a", "state": "running", "coin": "beta"},
-                                             {"node": "rig-b", "state": "running", "coin": "beta"}]
-
-
-def test_health_reports_matching_nodes_without_a_running_worker():
-    nodes = [node("up", LABEL), node("down", LABEL, state="down"), node("drained", LABEL, availability="drain"),
-             node("new", LABEL), node("broken", LABEL), node("starting", LABEL), node("other")]
-    tasks = [task("id-up", "running", "beta", 60), task("id-down", "running", "beta", 60),
-             task("id-broken", "rejected", "beta", 5, err="No such image: x:latest"),
-             task("id-starting", "preparing", "beta", 5)]
-    h = health(service("beta"), tasks, nodes)
-    idle = {n.node: n.reason for n in h.idle}
-    assert idle == {"down": "node down", "drained": "node availability drain", "new": "no task",
-                    "broken": "task rejected: No such image: x:latest"}
-    assert "node broken matches the fleet constraint but runs no worker" in [n for n in h.idle if n.node == "broken"][0].text
-    assert not h.converged("beta")
-
-
-def test_tasks_that_keep_failing_for_the_current_coin_are_failures():
-    nodes = [node("crashy", LABEL), node("once", LABEL), node("old", LABEL), node("earlier", LABEL)]
-    tasks = [
-        # crashy: three failures in a row, a new task starting: failing
-        task("id-crashy", "starting", "beta", 1), task("id-crashy", "failed", "beta", 20, "shutdown", "task: non-zero exit (1)"),
-        task("id-crashy", "failed", "beta", 40, "shutdown"), task("id-crashy", "rejected", "beta", 60, "shutdown"),
-        # once: one failure: Swarm restarts it, not yet the watchdog's business
-        task("id-once", "running", "beta", 1), task("id-once", "failed", "beta", 30, "shutdown"),
-        # old: failures of another coin, and of this coin before the failure window
-        task("id-old", "running", "beta", 1), task("id-old", "failed", "alpha", 100, "shutdown"),
-        task("id-old", "failed", "alpha", 200, "shutdown"), task("id-old", "failed", "alpha", 300, "shutdown"),
-        # earlier: a clean shutdown (a switch away and back) ends the run of failures
-        task("id-earlier", "failed", "beta", 10, "shutdown"), task("id-earlier", "shutdown", "beta", 20, "shutdown"),
-        task("id-earlier", "failed", "beta", 30, "shutdown"), task("id-earlier", "failed", "beta", 40, "shutdown"),
-    ]
-    h = health(service("beta"), tasks, nodes)
-    assert [(f.node, f.coin, f.failures, f.error) for f in h.failing] == [("crashy", "beta", 3, "task: non-zero exit (1)")]
-    assert h.failing[0].text == "worker for beta on node crashy failed 3 times in a row: task: non-zero exit (1)"
-    stale = [task("id-once", "failed", "beta", 7 * 3600 + i, "shutdown") for i in range(3)]
-    assert health(service("beta"), stale, nodes).failing == ()  # older than the window: forgiven
-    # Swarm keeps 5 old tasks per node: a WATCHDOG_MAX_FAILURES above that must still be reachable
-    five = [task("id-once", "failed", "beta", 10 * i + 1, "shutdown") for i in range(5)]
-    assert [f.failures for f in health(service("beta"), five, nodes, max_failures=10).failing] == [5]
-
-
-def test_no_service_and_update_states():
-    h = health(None, [], [node("a", LABEL)])
-    assert not h.service and h.tasks == () and h.idle == () and not h.converged("x")
-    rolled = health(service("alpha", {"State": "rollback_completed", "Message": "rollback completed"}), [], [])
-    assert rolled.rolled_back and not rolled.updating
-    assert health(service("beta", {"State": "updating"}), [], []).updating
-
-
-def test_config_names_follow_the_content():
-    a, b = fleet.config_name("active_miner_worker", b"{}"), fleet.config_name("active_miner_worker", b"{ }")
-    assert a != b and a == fleet.config_name("active_miner_worker", b"{}")
-    assert a.startswith("active_miner_worker-config-") and len(fleet.config_name("x" * 80, b"")) <= 64
-
-
-def test_a_coin_fails_over_only_when_every_node_keeps_failing():
-    nodes = [node("a", LABEL), node("b", LABEL)]
-    crash = [task("id-a", "failed", "beta", 10 * i + 5, "shutdown", "task: non-zero exit (1)") for i in range(3)]
-    one = health(service("beta"), crash + [task("id-b", "running", "beta", 60)], nodes)
-    assert [f.node for f in one.failing] == ["a"] and not one.all_failing
-    assert fleet.worker_state(one) == "running"  # one node's fault is that node's incident, not a failover
-    both = health(service("beta"), crash + [dict(x, NodeID="id-b") for x in crash], nodes)
-    assert both.all_failing and fleet.worker_state(both) == "restarting"
-
-
-def test_node_incidents_name_the_node_and_wait_for_a_rollout():
-    nodes = [node("a", LABEL), node("b", LABEL, state="down")]
-    crash = [task("id-a", "rejected", "beta", 10 * i + 5, "shutdown", "No such image: w:1") for i in range(3)]
-    h = health(service("beta"), crash, nodes)
-    incidents = fh.node_incidents(h)
-    assert incidents["fleet-node:a"] == "Fleet: worker for beta on node a failed 3 times in a row: No such image: w:1"
-    assert incidents["fleet-node:b"] == "Fleet: node b matches the fleet constraint but runs no worker (node down)"
-    assert fh.node_incidents(health(service("beta", {"State": "updating"}), crash, nodes)) == {}
-    assert "no node matches" in fh.node_incidents(health(service("beta"), [], [node("x")]))["fleet-node:*"]
-
-
-def test_a_rolled_back_switch_names_the_coin_that_failed():
-    svc = service("alpha", {"State": "rollback_completed"})
-    svc["PreviousSpec"] = {"Labels": {"mining_coin": "beta"}}
-    assert health(svc, [], []).rolled_back_from == "beta"
-    svc["UpdateStatus"] = {"State": "completed"}
-    assert health(svc, [], []).rolled_back_from is None
 
 
 # --- the manager-node check (real engines) -------------------------------------------------------
@@ -391,6 +236,28 @@ def test_a_crashing_worker_fails_on_its_node_and_names_it(swarm_engine, tmp_path
 
 
 @pytest.mark.slow
+def test_a_switch_whose_tasks_fail_is_rolled_back_by_swarm(swarm_engine, tmp_path):
+    client = swarm_engine.client
+    s = use_settings(swarm_engine.url, swarm_engine.image, tmp_path)
+    write_config(tmp_path, {"standin_hashrate": 9.0})
+    backend = fleet.SwarmBackend(Engine(), timings=fleet.Timings(restart_delay_s=0.5, monitor_s=10.0))
+    backend.start(make_coin("alpha"))
+    try:
+        wait_for("alpha running", lambda: running_tasks(client, s.CONTAINER_NAME, "alpha"))
+        write_config(tmp_path, {"standin_exit_after": 1})  # the new tasks exit with status 1 after 1 s
+        backend.replace(backend.find(), make_coin("beta"))
+        h = wait_for("the switch rolled back", lambda: (lambda x: x if x.update_state == "rollback_completed" else None)(
+            backend.health()), deadline_s=120)
+        assert h.coin == "alpha" and h.rolled_back_from == "beta"
+        assert "Swarm rolled back to alpha" in fh.node_incidents(h)["fleet-rollback"]
+        wait_for("alpha running again", lambda: running_tasks(client, s.CONTAINER_NAME, "alpha"))
+        box = wait_for("alpha's container", lambda: task_container(client, s.CONTAINER_NAME, "alpha"))
+        assert json.loads(box.exec_run(["cat", "/config.json"]).output) == {"standin_hashrate": 9.0}  # its own config back
+    finally:
+        backend.remove(backend.find())
+
+
+@pytest.mark.slow
 def test_a_node_without_the_image_is_reported_by_name(swarm_engine, tmp_path):
     use_settings(swarm_engine.url, "smartminer_missing:nowhere", tmp_path, WATCHDOG_MAX_FAILURES="2")
     backend = fleet.SwarmBackend(Engine(), timings=FAST)
@@ -399,14 +266,17 @@ def test_a_node_without_the_image_is_reported_by_name(swarm_engine, tmp_path):
         h = wait_for("rejected tasks reported", lambda: (lambda x: x if x.failing and x.idle else None)(backend.health()))
         assert [n.node for n in h.idle] == ["rig-solo"] and h.idle[0].reason.startswith("task ")
         assert h.failing[0].node == "rig-solo" and "smartminer_missing:nowhere" in h.failing[0].error
+        told: list[str] = []
+        utils.incidents = utils.Incidents(notifier=told.append)
         backend.report_nodes(h)
         assert utils.incidents.is_open("fleet-node:rig-solo")
+        assert told and told[0].startswith("Fleet: ") and "node rig-solo" in told[0]
         status = fleet.fleet_status(swarm_engine.client)
         assert status["mode"] == "swarm" and status["idle_nodes"][0]["node"] == "rig-solo"
     finally:
         backend.remove(backend.find())
-    backend.report_nodes(backend.health())
-    assert not utils.incidents.is_open("fleet-node:rig-solo")
+    backend.report_nodes()
+    assert not utils.incidents.is_open("fleet-node:rig-solo") and told[-1] == "Fleet: node rig-solo is fine again"
 
 
 # --- the controller drives the fleet through the backend ------------------------------------------
