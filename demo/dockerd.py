@@ -12,6 +12,7 @@ glibc, FROM-scratch style. Neither is the production worker image (worker/Docker
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -239,6 +240,17 @@ def xmrig_rootfs(binary: str) -> bytes:
             with open(os.path.realpath(lib), "rb") as fh:
                 _add_file(tar, name, fh.read(), 0o755)
     return buf.getvalue()
+
+
+def light_xmrig_config(src: str, http_port: int | None = None) -> dict[str, Any]:
+    """`src` (json/config.json) with RandomX in light mode (~256 MB instead of a 2 GB dataset), and
+    the "http" block's port changed when `http_port` is given: what the tests and the demo mount."""
+    with open(src, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    cfg.setdefault("randomx", {})["mode"] = "light"
+    if http_port is not None:
+        cfg.setdefault("http", {})["port"] = http_port
+    return cfg
 
 
 def build_xmrig_image(client_or_url: Any, tag: str, binary: str) -> None:
