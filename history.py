@@ -10,6 +10,8 @@ Why it is shaped like this:
   or as soon as the file changes. Rows recorded while it is off are dropped. A database is never
   deleted or recreated: what to do with a bad file is the owner's decision.
 - The schema carries its version in `PRAGMA user_version`; `migrate` upgrades an older file step by step.
+- /history for 90 days must answer in milliseconds: SQLite hands back JSON text (history_db), and the
+  same window asked again before the next write is answered from memory.
 
 Times are epoch seconds (whole seconds in answers), like /status's `current_since` and `last_analysis`.
 """
