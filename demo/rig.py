@@ -1,5 +1,9 @@
-"""A whole rig on one machine, offline: the market snapshot on loopback, a private dockerd with the
-stand-in worker image, and the real daemon (`main.py`) as a subprocess pointed at them.
+"""A whole rig on one machine, offline: the market snapshot on loopback, a private dockerd with a
+worker image, and the real daemon (`main.py`) as a subprocess pointed at them.
+
+The worker is the stand-in (busybox serving a fake XMRig API) unless `real_xmrig`: then it is the
+test XMRig (`make xmrig`) in light RandomX mode, and each snapshot coin's pools.json entry points at
+its own local pool stand-in (demo/pool.py), so the rig really mines and its shares are accepted.
 
 Used by `make demo`, the end-to-end test and the idle benchmark, so all three run the same set-up.
 """
@@ -17,11 +21,17 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+import docker
+
+from demo.dockerd import build_standin_image, build_xmrig_image, light_xmrig_config, start_private_dockerd
+from demo.fetch_xmrig import binary_path
 from demo.market import MarketServer
+from demo.pool import StratumPool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SNAPSHOT = os.path.join(ROOT, "demo", "snapshot.json")
 STANDIN_IMAGE = "smartminer_standin:demo"
+XMRIG_IMAGE = "smartminer_xmrig:demo"
 # Settings the sandbox may have in its environment that must not leak into the daemon.
 _SCRUB = ("CONTAINER_NAME", "DOCKER_HOST")
 
@@ -40,6 +50,7 @@ class Rig:
     market: MarketServer
     env: dict[str, str]
     dockerd: object | None = None  # demo.dockerd.DockerdHandle
+    pools: dict[str, StratumPool] = field(default_factory=dict)  # slug -> its pool stand-in (real XMRig)
     proc: subprocess.Popen | None = None
     log_path: str = ""
     _log: object | None = field(default=None, repr=False)
@@ -61,9 +72,7 @@ class Rig:
         with open(self.pipe, "w", encoding="utf-8") as fh:
             fh.write(command + "\n")
 
-    def docker(self):
-        import docker
-
+    def docker(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.env["DOCKER_HOST"], timeout=30)
 
     def logs(self) -> str:
@@ -119,27 +128,59 @@ class Rig:
         return self.proc.returncode
 
     def close(self) -> None:
-        """Stop the daemon, the engine (and with it the worker), the market; remove the folder."""
+        """Stop the daemon, the engine (and with it the worker), the pools, the market; remove the folder."""
         self.stop_daemon()
         if self.dockerd is not None:
             self.dockerd.stop()
             shutil.rmtree(self.dockerd.base_dir, ignore_errors=True)
+        for pool in self.pools.values():
+            pool.stop()
         self.market.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def write_rig_files(workdir: str, market: MarketServer) -> None:
-    """links.txt, wallets, pools and XMRig config for the snapshot's coins, inside `workdir`."""
+def start_pools(slugs: list[str]) -> dict[str, StratumPool]:
+    """One running pool stand-in per coin slug (stops those already started when one fails)."""
+    pools: dict[str, StratumPool] = {}
+    try:
+        for slug in slugs:
+            pools[slug] = StratumPool(name=slug).start()
+    except BaseException:
+        for pool in pools.values():
+            pool.stop()
+        raise
+    return pools
+
+
+def pool_tally(pools: dict[str, StratumPool]) -> list[str]:
+    """"monero: 1 login, 7 accepted shares" for each pool that saw a login."""
+    return [f"{slug}: {len(pool.logins())} login(s), {len(pool.shares())} accepted share(s)"
+            for slug, pool in pools.items() if pool.logins()]
+
+
+def write_rig_files(workdir: str, market: MarketServer, pools: dict[str, StratumPool] | None = None) -> None:
+    """links.txt, wallets, pools and XMRig config for the snapshot's coins, inside `workdir`.
+
+    With `pools` (the real XMRig), pools.json points each coin at its pool stand-in and config.json
+    is json/config.json in light RandomX mode; without, both are the repository's own files."""
     os.makedirs(os.path.join(workdir, "json"), exist_ok=True)
     slugs = market.market.slugs()
     with open(os.path.join(workdir, "links.txt"), "w", encoding="utf-8") as fh:
         fh.write("# the offline market snapshot, served on loopback\n")
         fh.writelines(market.url(slug) + "\n" for slug in slugs)
     wallets = {slug: f"DEMO_WALLET_{slug.upper()}" for slug in slugs}
-    with open(os.path.join(workdir, "json", "wallets.json"), "w", encoding="utf-8") as fh:
-        json.dump(wallets, fh, indent=2)
-    for name in ("pools.json", "config.json"):
-        shutil.copy(os.path.join(ROOT, "json", name), os.path.join(workdir, "json", name))
+    _write_json(os.path.join(workdir, "json", "wallets.json"), wallets)
+    if not pools:
+        for name in ("pools.json", "config.json"):
+            shutil.copy(os.path.join(ROOT, "json", name), os.path.join(workdir, "json", name))
+        return
+    _write_json(os.path.join(workdir, "json", "pools.json"), {slug: pool.address for slug, pool in pools.items()})
+    _write_json(os.path.join(workdir, "json", "config.json"), light_xmrig_config(os.path.join(ROOT, "json", "config.json")))
+
+
+def _write_json(path: str, data: object) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
 
 
 def rig_env(workdir: str, **overrides: str) -> dict[str, str]:
@@ -173,24 +214,30 @@ def rig_env(workdir: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-def build_rig(with_docker: bool = True, **overrides: str) -> Rig:
-    """Market + files + (when asked and possible) a private dockerd with the stand-in image.
+def build_rig(with_docker: bool = True, real_xmrig: bool = False, **overrides: str) -> Rig:
+    """Market + files + (when asked and possible) a private dockerd with the worker image: the
+    stand-in, or with `real_xmrig` the test XMRig (binary from demo.fetch_xmrig.binary_path()) and
+    one pool stand-in per coin.
 
-    With `with_docker`, a dockerd that cannot start raises: callers that can do without (the demo)
-    catch it and fall back to --dry-run.
+    With `with_docker`, a dockerd that cannot start (or an XMRig image that cannot be built) raises:
+    callers that can do without (the demo) catch it and fall back.
     """
     workdir = tempfile.mkdtemp(prefix="smartminer-rig-")
     market = MarketServer.from_snapshot(SNAPSHOT)
     rig = Rig(workdir=workdir, market=market, env={})
     try:
-        write_rig_files(workdir, market)
-        rig.env = rig_env(workdir, **overrides)
+        if real_xmrig:
+            rig.pools = start_pools(market.market.slugs())
+        write_rig_files(workdir, market, rig.pools)
+        image = {"IMAGE_NAME": XMRIG_IMAGE} if real_xmrig else {}
+        rig.env = rig_env(workdir, **{**image, **overrides})
         if with_docker:
-            from demo.dockerd import build_standin_image, start_private_dockerd
-
             rig.dockerd = start_private_dockerd(tempfile.mkdtemp(prefix="smd-", dir="/tmp"))
             rig.env["DOCKER_HOST"] = rig.dockerd.url
-            build_standin_image(rig.dockerd.url, rig.env["IMAGE_NAME"])
+            if real_xmrig:
+                build_xmrig_image(rig.dockerd.url, rig.env["IMAGE_NAME"], binary_path())
+            else:
+                build_standin_image(rig.dockerd.url, rig.env["IMAGE_NAME"])
     except BaseException:
         rig.close()
         raise
