@@ -60,8 +60,8 @@ def seed_hash(name: str) -> str:
     return hashlib.sha256(f"seed:{name}".encode()).hexdigest()
 
 
-def make_job(name: str, job_id: str = "1", height: int = HEIGHT) -> dict[str, Any]:
-    return {"blob": job_blob(name, height), "job_id": job_id, "target": TARGET, "algo": ALGO,
+def make_job(name: str, job_id: str = "1", height: int = HEIGHT, target: str = TARGET) -> dict[str, Any]:
+    return {"blob": job_blob(name, height), "job_id": job_id, "target": target, "algo": ALGO,
             "height": height, "seed_hash": seed_hash(name)}
 
 
@@ -78,8 +78,10 @@ class StratumPool:
     """One pool on 127.0.0.1 (see the module doc). Thread-safe readers: `logins()`, `shares()`,
     `accepted()`, `wait_for_login()`, `wait_for_share()`."""
 
-    def __init__(self, name: str = "pool", port: int = 0, host: str = HOST) -> None:
-        self.name, self.host, self.port = name, host, port
+    def __init__(self, name: str = "pool", port: int = 0, host: str = HOST, target: str = TARGET) -> None:
+        """`target`: the job's share target (8 hex, little-endian); a benchmark may lower the
+        difficulty so the first share does not wait on luck."""
+        self.name, self.host, self.port, self.target = name, host, port, target
         self._cond = threading.Condition()
         self._logins: list[Login] = []
         self._shares: list[Share] = []
@@ -189,7 +191,7 @@ class StratumPool:
         with self._cond:
             self._logins.append(Login(wallet, str(params.get("agent") or ""), time.time(), session["id"]))
             self._cond.notify_all()
-        result = {"id": session["id"], "job": make_job(self.name), "extensions": ["algo", "keepalive"],
+        result = {"id": session["id"], "job": make_job(self.name, target=self.target), "extensions": ["algo", "keepalive"],
                   "status": "OK"}
         return reply(msg_id, result)
 
