@@ -77,6 +77,12 @@ def track(popen: subprocess.Popen) -> None:
         _tracked[popen.pid] = popen
 
 
+def tracked() -> set[int]:
+    """The pids of the Popen children tracked now."""
+    with _lock:
+        return set(_tracked)
+
+
 def untrack(popen: subprocess.Popen) -> None:
     with _lock:
         if _tracked.get(popen.pid) is popen:

@@ -5,12 +5,16 @@ import glob
 import os
 import tempfile
 import threading
+import time
 
 import psutil
 import pytest
 
 import config
 import jsTrigger
+import reaper
+import browser
+from browser import Tuning
 from demo.market import CoinValues, MarketServer
 from tests.fixtures_chromium import chromium, chromium_descendants  # noqa: F401 (fixture)
 
@@ -63,21 +67,33 @@ def test_renders_every_kind_of_page_and_leaves_no_browser(chromium, market):
     assert profiles() - before == set()
 
 
-def test_browsers_are_reused_across_urls(chromium, market, monkeypatch):
+@pytest.mark.parametrize("tabs, browsers", [(5, 1), (2, 2)])
+def test_one_browser_holds_the_pages_in_tabs_and_a_second_starts_only_for_more(chromium, market, monkeypatch, tabs, browsers):
+    """Five pages: one browser when it holds five tabs; with two tabs, BROWSERS=2 browsers share them."""
     config.override(BROWSERS=2)
     started = []
     real_start = jsTrigger.start_browser
 
-    def counting_start():
+    def counting_start(tuning=None):
         started.append(1)
-        return real_start()
+        return real_start(tuning)
 
     monkeypatch.setattr(jsTrigger, "start_browser", counting_start)
     urls = [market.url("monero") + f"?n={i}" for i in range(5)]
-    result = jsTrigger.process_urls(urls)
+    result = jsTrigger.process_urls(urls, tuning=Tuning(tabs=tabs))
     assert all(page.ok for page in result.values())
-    assert 1 <= len(started) <= 2
+    assert len(started) == browsers
     assert chromium_descendants() == []
+
+
+def load(driver, url: str) -> None:
+    """Navigate and wait until the page's document is in (the browser's page-load strategy is "none")."""
+    driver.get(url)
+    for _ in range(200):
+        if driver.execute_script("return location.href.startsWith('http') && document.readyState === 'complete'"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not load")
 
 
 def test_stealth_hides_webdriver_and_headless(chromium, market):
@@ -100,7 +116,7 @@ def test_stealth_hides_webdriver_and_headless(chromium, market):
 
     browser = jsTrigger.start_browser()
     try:
-        browser.driver.get(market.url("monero"))
+        load(browser.driver, market.url("monero"))
         assert browser.driver.execute_script("return navigator.webdriver") is False
         ua = browser.driver.execute_script("return navigator.userAgent")
         assert "Headless" not in ua and "Chrome/" in ua
@@ -149,7 +165,7 @@ def test_abort_while_a_page_load_blocks(chromium, market):
 
 def test_killed_driver_leaves_no_chromium(chromium, market):
     browser = jsTrigger.start_browser()
-    browser.driver.get(market.url("monero"))
+    load(browser.driver, market.url("monero"))
     browser.remember_tree()
     tree = list(browser.procs.values())
     assert len(tree) >= 2  # chromedriver and Chromium
@@ -168,7 +184,7 @@ def test_missing_driver_gives_reasons_not_exceptions(chromium, market):
 
 def test_desktop_user_agent():
     ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"
-    assert jsTrigger.desktop_user_agent(ua) == ua.replace("HeadlessChrome", "Chrome")
+    assert browser.desktop_user_agent(ua) == ua.replace("HeadlessChrome", "Chrome")
 
 
 def _pool_process(which: str) -> psutil.Process:
@@ -191,36 +207,30 @@ def _kill(proc: psutil.Process) -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize("victim", ["chromedriver", "chromium", "chromium-before-page_source"])
+@pytest.mark.parametrize("victim", ["chromedriver", "chromium", "chromium-while-waiting"])
 def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, market, monkeypatch, victim):
-    """A genuine WebDriver fault on one page (chromedriver or Chromium killed as that page starts, or
-    just before its source is read) costs a fresh browser, not the worker: with a single browser, every
-    later page still renders and no Chromium is left."""
-    from selenium.webdriver.remote.webdriver import WebDriver
-
+    """A genuine WebDriver fault (chromedriver or Chromium killed as a page starts, or while the worker
+    waits for a page) costs a fresh browser, not the worker: the pages open in the broken browser are
+    retried on the new one, every page renders and no Chromium is left."""
     config.override(BROWSERS=1, PAGE_TIMEOUT=30)  # room for the retry on a fresh browser, whatever the machine
     urls = [market.url("monero") + f"?n={i}" for i in range(4)]
     killed: list[int] = []
-    if victim == "chromium-before-page_source":
-        real_source = WebDriver.page_source
-
-        def source_after_a_crash(driver):
-            if not killed and driver.current_url == urls[1]:
-                killed.append(_kill(_pool_process("chromium")))
-            return real_source.fget(driver)
-
-        monkeypatch.setattr(WebDriver, "page_source", property(source_after_a_crash))
     faults: list[str] = []
-    real_render = jsTrigger.render
 
-    def spying_render(browser, url, deadline, abort):
-        try:
-            return real_render(browser, url, deadline, abort)
-        except jsTrigger.RenderError as exc:
-            faults.append(f"{url}: {exc}")
-            raise
+    def spy(real):
+        def call(browser, page, abort):
+            if victim == "chromium-while-waiting" and real is real_wait and page.url == urls[1] and not killed:
+                killed.append(_kill(_pool_process("chromium")))
+            try:
+                return real(browser, page, abort)
+            except jsTrigger.RenderError as exc:
+                faults.append(f"{page.url}: {exc}")
+                raise
+        return call
 
-    monkeypatch.setattr(jsTrigger, "render", spying_render)
+    real_wait, real_navigate = jsTrigger.wait_for, jsTrigger.navigate
+    monkeypatch.setattr(jsTrigger, "wait_for", spy(real_wait))
+    monkeypatch.setattr(jsTrigger, "navigate", spy(real_navigate))
 
     def progress(url, message):
         if url == urls[1] and message == "rendering" and victim in ("chromedriver", "chromium"):
@@ -229,29 +239,96 @@ def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, m
     result = jsTrigger.process_urls(urls, progress=progress)
 
     assert killed, "the pool's process was never killed"
-    assert faults and all(f.startswith(urls[1] + ": browser error") for f in faults), faults  # a genuine fault
-    assert nethash_of(result[urls[0]].html) == "5.12 GH/s"
-    assert nethash_of(result[urls[1]].html) == "5.12 GH/s"  # retried on a fresh browser within its budget
-    assert nethash_of(result[urls[2]].html) == "5.12 GH/s"
-    assert nethash_of(result[urls[3]].html) == "5.12 GH/s"
+    assert faults and all(": browser error" in f for f in faults), faults  # a genuine fault, nothing else
+    for url in urls:
+        assert nethash_of(result[url].html) == "5.12 GH/s", url  # retried on a fresh browser within its budget
     assert chromium_descendants() == []
 
 
 def test_an_unexpected_exception_costs_one_page_not_the_worker(chromium, market, monkeypatch):
     """Last resort: an exception no handler expects is that page's "Error: <reason>"; the worker goes on
-    with a fresh browser and the broken one is quit."""
+    with a fresh browser (the pages open in the old one are retried there) and the broken one is quit."""
     config.override(BROWSERS=1)
     urls = [market.url("monero") + f"?n={i}" for i in range(3)]
-    real_retry = jsTrigger._render_with_retry
+    real_wait = jsTrigger.wait_for
 
-    def flaky(job, browser, url):
-        if url == urls[1]:
+    def flaky(browser, page, abort):
+        if page.url == urls[1]:
             raise LookupError("something nobody expected")
-        return real_retry(job, browser, url)
+        return real_wait(browser, page, abort)
 
-    monkeypatch.setattr(jsTrigger, "_render_with_retry", flaky)
+    monkeypatch.setattr(jsTrigger, "wait_for", flaky)
     result = jsTrigger.process_urls(urls)
     assert str(result[urls[1]]) == "Error: something nobody expected"
     assert nethash_of(result[urls[0]].html) == "5.12 GH/s"
     assert nethash_of(result[urls[2]].html) == "5.12 GH/s"
+    assert chromium_descendants() == []
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice value of every thread of a process (Linux keeps nice per thread)."""
+    out = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii") as fh:
+            text = fh.read()
+        out.add(int(text[text.rfind(")") + 2:].split()[16]))
+    return out
+
+
+def test_the_browser_runs_at_browser_nice_every_thread_and_is_tracked_by_the_reaper(chromium):
+    """Chromium and chromedriver run as root here and would set their own threads to nice 0 and -8;
+    every thread stays at BROWSER_NICE or lower priority. chromedriver's Popen is the reaper's to spare."""
+    config.override(BROWSER_NICE=17, BROWSERS=1)
+    seen: dict[str, set[int]] = {}
+    tracked: list[set[int]] = []
+    with MarketServer({"slow": CoinValues(delay_ms=1500), "monero": CoinValues(realistic=True)}) as m:
+        def progress(url, message):
+            if url == m.url("monero") and message.startswith("ok"):  # the slow page is still open
+                tracked.append(reaper.tracked())
+                for proc in chromium_descendants():
+                    seen[f"{proc.name()} {proc.pid}"] = thread_nices(proc.pid)
+
+        result = jsTrigger.process_urls([m.url("monero"), m.url("slow")], progress=progress, tuning=Tuning(tabs=2))
+    assert all(page.ok for page in result.values())
+    assert any(name.startswith("chromedriver") for name in seen) and len(seen) >= 3, seen
+    low = {name: nices for name, nices in seen.items() if min(nices) < 17}
+    assert low == {}, low
+    driver_pid = next(int(name.split()[1]) for name in seen if name.startswith("chromedriver"))
+    assert tracked and driver_pid in tracked[0]
+    assert driver_pid not in reaper.tracked()  # released once the browser quit
+    assert chromium_descendants() == []
+
+
+@pytest.mark.parametrize("block", [True, False])
+def test_a_realistic_page_renders_without_fetching_pictures_fonts_or_ads(chromium, block):
+    """Blocking (the default) keeps the page's own script and data and drops the rest; without it the
+    same page fetches them all, which shows the page really asks for them."""
+    with MarketServer({"monero": CoinValues(realistic=True)}) as m:
+        m.market.take_requests()
+        result = jsTrigger.process_urls([m.url("monero")], tuning=Tuning(block=block))
+        paths = [path for _, path in m.market.take_requests()]
+    assert nethash_of(result[m.url("monero")].html) == "5.12 GH/s"
+    assert "/static/js/charts.js" in paths and "/data/monero.json" in paths  # the page's own
+    extras = [p for p in paths if p.startswith(("/static/img/", "/static/fonts/", "/ext/"))]
+    if block:
+        assert extras == []
+    else:
+        assert any(p.startswith("/static/fonts/") for p in extras) and any("googlesyndication" in p for p in extras)
+    assert chromium_descendants() == []
+
+
+def test_pages_load_in_a_hidden_window_in_every_tab(chromium, market):
+    """A minimised window: pages draw no frames. Timers and the page's own scripts still run (the other
+    tests' pages fill their values through setTimeout and fetch)."""
+    b = jsTrigger.start_browser()
+    try:
+        states = []
+        for slug in ("monero", "consent"):
+            b.open_tab()
+            load(b.driver, market.url(slug))
+            states.append(b.driver.execute_script("return document.visibilityState"))
+        assert states == ["hidden", "hidden"]
+        assert len(b.driver.window_handles) == 2
+    finally:
+        b.close()
     assert chromium_descendants() == []
