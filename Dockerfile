@@ -2,7 +2,7 @@
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends chromium chromium-driver \
+ && apt-get install -y --no-install-recommends chromium chromium-driver tini \
  && rm -rf /var/lib/apt/lists/*
 
 ENV CHROME_BIN=/usr/bin/chromium \
@@ -24,4 +24,8 @@ HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=3 \
 
 # SIGTERM stops the manager within seconds; the worker container keeps mining.
 STOPSIGNAL SIGTERM
+# tini is PID 1 in every way this image runs (docker run, compose, Swarm): it reaps the orphans that
+# Chromium leaves behind (crashpad handlers, helpers) and passes SIGTERM on. `-s`: when an init already
+# is PID 1 (compose's `init: true`, `docker run --init`), tini registers as a subreaper instead.
+ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
 CMD ["python", "main.py"]

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := python3 python3-venv chromium chromium-driver docker.io busybox-static docker-compose procps iproute2
+APT_PACKAGES := python3 python3-venv chromium chromium-driver docker.io busybox-static docker-compose procps iproute2 tini util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all install system-deps venv xmrig test test-fast demo bench clean
