@@ -86,6 +86,15 @@ BLOCKED_URLS = (
     "*coinzilla.*", "*bitmedia.io*", "*a-ads.com*", "*mellowads.com*",
 )
 
+READY_SELECTOR = "#nethash"  # the element whose text says a coin page has its values
+
+# A lever measured, not kept: stop loading the moment the values are in. A page's tab is closed at once
+# anyway, and a later value fetched by its own request would be cut off.
+STOP_WHEN_READY_JS = """new MutationObserver((_, observer) => {
+  const el = document.querySelector('%s');
+  if (el && el.textContent.trim()) { observer.disconnect(); window.stop(); }
+}).observe(document, {subtree: true, childList: true, characterData: true});""" % READY_SELECTOR
+
 # Runs before any page script: a basic bot check reads navigator.webdriver.
 HIDE_WEBDRIVER_JS = "Object.defineProperty(Navigator.prototype, 'webdriver', {get: () => false, configurable: true});"
 
@@ -94,11 +103,16 @@ HIDE_WEBDRIVER_JS = "Object.defineProperty(Navigator.prototype, 'webdriver', {ge
 class Tuning:
     """The levers of an analysis's cost; the defaults are the measured winners. The benchmark varies them."""
 
-    tabs: int = 4  # pages loading at once in one browser (each in a tab, or a minimised window when hidden)
+    tabs: int | None = None  # pages loading at once in one browser (None: the BROWSERS setting)
+    browsers: int = 1  # browsers sharing the pages (a second one costs a whole start: see BENCHMARKS.md)
     block: bool = True  # Network.setBlockedURLs(BLOCKED_URLS)
     hidden: bool = True  # minimised window: pages draw no frames
     blank_start: bool = True  # about:blank as the start page
     sched_idle: bool = False  # SCHED_IDLE on top of BROWSER_NICE
+    stop_when_ready: bool = False  # window.stop() once #nethash has text (measured: no gain, see the module docstring)
+    page_load: str = "none"  # WebDriver page-load strategy; "eager" makes each navigation wait for DOMContentLoaded
+    reuse_tabs: bool = True  # a finished page's tab (and renderer process) takes the next page
+    process_per_site: bool = False  # --process-per-site: one renderer for all pages of a site
 
 
 class BrowserError(Exception):
@@ -218,8 +232,7 @@ class Browser:
     tuning: Tuning = field(default_factory=Tuning)
     procs: dict = field(default_factory=dict)  # pid -> psutil.Process (which guards against pid reuse)
     user_agent: str = ""
-    first_tab: str | None = None  # the start tab, until a page uses it
-    spent: list[str] = field(default_factory=list)  # finished tabs left open to keep the window
+    free: list[str] = field(default_factory=list)  # tabs ready for the next page (the start tab first)
 
     def remember_tree(self) -> None:
         """Note chromedriver's and Chromium's processes, so they can be killed even after the driver is gone."""
@@ -241,15 +254,17 @@ class Browser:
         override = {"userAgent": self.user_agent, "acceptLanguage": "en-US,en", "userAgentMetadata": ua_metadata(self.user_agent)}
         d.execute_cdp_cmd("Network.setUserAgentOverride", override)
         d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": HIDE_WEBDRIVER_JS})
+        if self.tuning.stop_when_ready:
+            d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": STOP_WHEN_READY_JS})
         if self.tuning.block:  # the block list holds only while the Network domain is on
             d.execute_cdp_cmd("Network.enable", {})
             d.execute_cdp_cmd("Network.setBlockedURLs", {"urls": list(BLOCKED_URLS)})
 
     def open_tab(self) -> str:
-        """A tab for the next page, switched to: the start tab first, then new ones. Never a used tab:
-        a page's old document could answer for the new one until the navigation commits."""
-        if self.first_tab is not None:
-            handle, self.first_tab = self.first_tab, None
+        """A tab for the next page, switched to: a free one (the start tab, or one whose page is done),
+        else a new one. A page's renderer process serves the next page of the same site in that tab."""
+        if self.free:
+            handle = self.free.pop()
             self.driver.switch_to.window(handle)
             return handle
         # Headless Chromium shows a new tab even in a minimised window: a hidden page gets a window of its own.
@@ -258,24 +273,27 @@ class Browser:
         if self.tuning.hidden:
             self.driver.minimize_window()
         self.prepare_tab()
-        for spent in self.spent:  # finished pages kept only so that the window stayed open
-            self.driver.switch_to.window(spent)
-            self.driver.close()
-        self.spent.clear()
-        self.driver.switch_to.window(handle)
         return handle
 
-    def close_tab(self, handle: str) -> None:
-        """Close a finished page's tab (its scripts stop). The window's last tab is closed once the next
-        one is open: closing the last tab would end the session."""
+    def release_tab(self, handle: str) -> None:
+        """The page in this tab was read (it marked itself so, see jsTrigger.WAIT_JS): the tab is free."""
+        if self.tuning.reuse_tabs:
+            self.free.append(handle)
+        else:
+            self.discard_tab(handle)
+
+    def discard_tab(self, handle: str) -> None:
+        """A tab whose page failed: closed, unless it is the last one (closing that would end the session),
+        which is marked read and kept for the next page."""
         d = self.driver
-        others = [h for h in d.window_handles if h != handle and h not in self.spent]
-        if not others:
-            self.spent.append(handle)
-            return
+        others = [h for h in d.window_handles if h != handle]
         d.switch_to.window(handle)
-        d.close()
-        d.switch_to.window(others[0])
+        if others:
+            d.close()
+            d.switch_to.window(others[0])
+        else:
+            d.execute_script("window.__smartminerRead = true;")
+            self.free.append(handle)
 
     def close(self) -> None:
         """Quit the browser; kill whatever of its process tree survives; remove its profile."""
@@ -332,10 +350,12 @@ def _options(profile_dir: str, tuning: Tuning) -> Options:
     for flag in CHROMIUM_FLAGS:
         opts.add_argument(flag)
     opts.add_argument(f"--user-data-dir={profile_dir}")
+    if tuning.process_per_site:
+        opts.add_argument("--process-per-site")
     opts.add_experimental_option("excludeSwitches", ["enable-automation"])
     if tuning.blank_start:
         opts.add_experimental_option("prefs", START_PREFS)
-    opts.page_load_strategy = "none"  # navigation returns at once: pages load side by side, we wait in the page
+    opts.page_load_strategy = tuning.page_load  # "none": navigation returns at once, pages load side by side
     return opts
 
 
@@ -354,10 +374,11 @@ def start(tuning: Tuning | None = None) -> Browser:
     browser.remember_tree()
     try:
         browser.user_agent = desktop_user_agent(driver.execute_cdp_cmd("Browser.getVersion", {})["userAgent"])
+        driver.set_page_load_timeout(config.settings().PAGE_TIMEOUT)  # matters with page_load "eager" only
         browser.prepare_tab()
         if tuning.hidden:
             driver.minimize_window()
-        browser.first_tab = driver.current_window_handle
+        browser.free.append(driver.current_window_handle)
     except Exception as exc:
         browser.close()
         raise BrowserError(f"browser set-up failed: {short(exc)}") from None

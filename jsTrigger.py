@@ -1,7 +1,7 @@
 """Render JavaScript coin pages with headless Chromium (Selenium): one browser, several tabs at once.
 
 `process_urls(urls)` returns `{url: PageResult}` (the html, or the reason it failed) and never raises
-for a bad page. Pages load side by side in tabs of one browser (browser.Tuning.tabs at once); each is
+for a bad page. Pages load side by side in tabs of one browser (BROWSERS at once); each is
 waited for inside the page (a MutationObserver on #nethash), not by polling from here, and its tab is
 closed as soon as its values are in. Every browser is quit (its process tree killed if quitting fails)
 before `process_urls` returns, errors and aborts included.
@@ -20,14 +20,13 @@ from selenium.common.exceptions import TimeoutException
 
 import browser as chromium
 import config
-from browser import Browser, BrowserError, Tuning
+from browser import READY_SELECTOR, Browser, BrowserError, Tuning
 from utils import log
 
 Progress = Callable[[str, str], None]
 
 ERROR_PREFIX = "Error: "
 CONSENT_SELECTORS = ".fc-cta-consent, .fc-primary-button"
-READY_SELECTOR = "#nethash"
 WAIT_SLICE_SECONDS = 1.0  # one in-page wait at most this long, so an abort is seen between slices
 LOADING_PAUSE = 0.05  # while a tab still shows about:blank (navigation not committed yet)
 POLL_SECONDS = 0.05
@@ -36,13 +35,16 @@ ABORT_GIVE_UP_SECONDS = 60.0  # a worker stuck outside any browser call (should 
 
 # One in-page wait: resolves when #nethash has text (clicking a consent button if one shows), when the
 # page fails, or after arguments[2] ms. Returns [state, http status, #nethash text or null, html or null].
+# "loading": the tab still shows about:blank or the previous page, which marked itself read (a tab is
+# reused, and until the navigation commits the old document would answer).
 WAIT_JS = """
 const [consent, ready, ms] = arguments, done = arguments[arguments.length - 1];
-if (location.href === 'about:blank') { done(['loading', 0, null, null]); return; }
-if (location.protocol === 'chrome-error:') { done(['neterror', 0, null, null]); return; }
+if (location.href === 'about:blank' || window.__smartminerRead) { done(['loading', 0, null, null]); return; }
+function answer(result) { if (result[0] !== 'empty' && result[0] !== 'missing') window.__smartminerRead = true; done(result); }
+if (location.protocol === 'chrome-error:') { answer(['neterror', 0, null, null]); return; }
 const nav = performance.getEntriesByType('navigation')[0];
 const status = nav && nav.responseStatus ? nav.responseStatus : 0;
-if (status >= 400) { done(['http', status, null, null]); return; }
+if (status >= 400) { answer(['http', status, null, null]); return; }
 function look() {
   for (const b of document.querySelectorAll(consent)) {
     if (b.offsetParent !== null || b.getClientRects().length) { b.click(); break; }
@@ -55,7 +57,7 @@ function finish(state) {
   if (finished) return;
   finished = true;
   const text = look();
-  done([text ? 'ready' : state, status, text, text ? document.documentElement.outerHTML : null]);
+  answer([text ? 'ready' : state, status, text, text ? document.documentElement.outerHTML : null]);
 }
 if (look()) { finish('ready'); return; }
 const observer = new MutationObserver(() => { if (look()) { observer.disconnect(); finish('ready'); } });
@@ -74,6 +76,10 @@ class Aborted(RenderError):
 
 class BrowserFault(RenderError):
     """The browser or its driver failed: every page open in it is retried on a fresh one."""
+
+
+class DriverTimeout(BrowserFault):
+    """A driver call ran out of its WebDriver timeout."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def _guard(abort: threading.Event, fn: Callable, *args):
     except TimeoutException:
         if fn.__name__ == "execute_async_script":  # held back by a navigation that has not committed
             return ["loading", 0, None, None]
-        raise BrowserFault("browser error: timeout") from None
+        raise DriverTimeout("browser error: timeout") from None
     except Exception as exc:
         if abort.is_set():
             raise Aborted("aborted") from None
@@ -138,7 +144,10 @@ def navigate(browser: Browser, page: _Page, abort: threading.Event) -> None:
     if not page.deadline:
         page.deadline = time.monotonic() + config.settings().PAGE_TIMEOUT
     page.handle = _guard(abort, browser.open_tab)
-    _guard(abort, browser.driver.get, page.url)
+    try:
+        _guard(abort, browser.driver.get, page.url)
+    except DriverTimeout:  # only a page-load strategy that waits ("eager") gets here
+        raise RenderError(f"page did not load within {config.settings().PAGE_TIMEOUT:g} s") from None
 
 
 def wait_for(browser: Browser, page: _Page, abort: threading.Event) -> str:
@@ -182,6 +191,7 @@ class _Job:
     abort: threading.Event
     progress: Progress | None
     tuning: Tuning
+    tabs: int
     lock: threading.Lock = field(default_factory=threading.Lock)
     browsers: list[Browser] = field(default_factory=list)
 
@@ -210,7 +220,7 @@ class _Job:
 
 
 class _Worker:
-    """One browser, its open pages in order; pages are opened up to `tuning.tabs` at once."""
+    """One browser, its open pages in order; pages are opened up to `job.tabs` at once."""
 
     def __init__(self, job: _Job) -> None:
         self.job = job
@@ -241,7 +251,7 @@ class _Worker:
     def fill(self) -> None:
         """Start pages until `tabs` are open or none are left."""
         job = self.job
-        while len(self.open) < job.tuning.tabs and not job.abort.is_set():
+        while len(self.open) < job.tabs and not job.abort.is_set():
             try:
                 page = job.urls.get_nowait()
             except queue.Empty:
@@ -276,7 +286,7 @@ class _Worker:
             job.finish(page, PageResult.failed("aborted"))
             raise
         except RenderError as exc:
-            self.close_tab(page)
+            self.done_with(page, read=False)
             self.fail_or_retry(page, str(exc))
             return
         except Exception as exc:  # last resort: a bug, not a page fault; the browser may be in any state
@@ -284,7 +294,7 @@ class _Worker:
             job.finish(page, PageResult.failed(chromium.short(exc)))
             self.fault(None, "browser error: replaced after an unexpected fault")
             return
-        self.close_tab(page)
+        self.done_with(page, read=True)
         job.finish(page, PageResult(html=html))
 
     def fault(self, page: _Page | None, reason: str) -> None:
@@ -306,13 +316,17 @@ class _Worker:
             return
         job.finish(page, PageResult.failed("aborted" if job.abort.is_set() else reason))
 
-    def close_tab(self, page: _Page) -> None:
+    def done_with(self, page: _Page, read: bool) -> None:
+        """Free the page's tab for the next page (read), or close it (failed)."""
         if self.browser is None or page.handle is None:
             return
         try:
-            self.browser.close_tab(page.handle)
+            if read:
+                self.browser.release_tab(page.handle)
+            else:
+                self.browser.discard_tab(page.handle)
         except Exception as exc:  # the next driver call will find out whether the browser is broken
-            log(f"[DEBUG] Closing a tab failed: {chromium.short(exc)}")
+            log(f"[DEBUG] Letting a tab go failed: {chromium.short(exc)}")
 
     def retire(self) -> None:
         if self.browser is None:
@@ -338,18 +352,19 @@ def process_urls(
 ) -> dict[str, PageResult]:
     """Render every URL; `{url: PageResult}` (html, or the reason) in the order given.
 
-    One browser holds `tuning.tabs` pages at once; more browsers (BROWSERS at most) start only when
-    there are more pages than that. `abort` set mid-run makes it return promptly: unfinished URLs get
-    the reason "aborted". No Chromium process outlives this call.
+    One browser loads BROWSERS pages at once, in tabs (`tuning` may say otherwise; the benchmark's
+    levers do). `abort` set mid-run makes it return promptly: unfinished URLs get the reason "aborted".
+    No Chromium process outlives this call.
     """
     abort = abort or threading.Event()
     tuning = tuning or Tuning()
+    tabs = max(1, tuning.tabs or config.settings().BROWSERS)
     unique = list(dict.fromkeys(urls))
-    job = _Job(queue.Queue(), {}, abort, progress, tuning)
+    job = _Job(queue.Queue(), {}, abort, progress, tuning, tabs)
     now = time.monotonic()
     for url in unique:
         job.urls.put(_Page(url, now))
-    count = min(config.settings().BROWSERS, math.ceil(len(unique) / max(1, tuning.tabs)))
+    count = min(tuning.browsers, math.ceil(len(unique) / tabs))
     threads = [threading.Thread(target=_Worker(job).run, name=f"browser-{i}", daemon=True) for i in range(count)]
     for t in threads:
         t.start()

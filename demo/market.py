@@ -380,3 +380,24 @@ class MarketServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve a snapshot in a process of its own (benchmarks keep the server's CPU out of their figures):
+    prints the port, then serves until stdin closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Serve a market snapshot on 127.0.0.1")
+    parser.add_argument("snapshot")
+    parser.add_argument("--realistic", action="store_true", help="pages with the weight of a real coin page")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    with MarketServer.from_snapshot(args.snapshot, port=args.port, realistic=args.realistic) as server:
+        print(server.port, flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

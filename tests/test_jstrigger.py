@@ -67,9 +67,10 @@ def test_renders_every_kind_of_page_and_leaves_no_browser(chromium, market):
     assert profiles() - before == set()
 
 
-@pytest.mark.parametrize("tabs, browsers", [(5, 1), (2, 2)])
-def test_one_browser_holds_the_pages_in_tabs_and_a_second_starts_only_for_more(chromium, market, monkeypatch, tabs, browsers):
-    """Five pages: one browser when it holds five tabs; with two tabs, BROWSERS=2 browsers share them."""
+@pytest.mark.parametrize("tuning, browsers", [(Tuning(), 1), (Tuning(browsers=2), 2), (Tuning(tabs=5, browsers=2), 1)])
+def test_one_browser_holds_browsers_pages_at_once_in_tabs(chromium, market, monkeypatch, tuning, browsers):
+    """Five pages, BROWSERS=2 at once: one browser with two tabs. A second browser only when asked for
+    (the benchmark's lever) and only when the pages do not fit the first one's tabs."""
     config.override(BROWSERS=2)
     started = []
     real_start = jsTrigger.start_browser
@@ -80,7 +81,7 @@ def test_one_browser_holds_the_pages_in_tabs_and_a_second_starts_only_for_more(c
 
     monkeypatch.setattr(jsTrigger, "start_browser", counting_start)
     urls = [market.url("monero") + f"?n={i}" for i in range(5)]
-    result = jsTrigger.process_urls(urls, tuning=Tuning(tabs=tabs))
+    result = jsTrigger.process_urls(urls, tuning=tuning)
     assert all(page.ok for page in result.values())
     assert len(started) == browsers
     assert chromium_descendants() == []
