@@ -53,7 +53,8 @@ def test_compose_file_is_accepted_and_complete(compose_config):
 def test_manager_image_uses_debian_chromium_and_a_healthcheck():
     text = open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8").read()
     assert "chromium chromium-driver" in text
-    assert "HEALTHCHECK" in text and "--healthcheck" in text
+    assert "HEALTHCHECK" in text and '"healthcheck.py"' in text
+    assert "COPY web/ ./web/" in text  # the dashboard's page and its vendored chart library
     assert "CHROMEDRIVER_PATH=/usr/bin/chromedriver" in text
     for download in ("wget", "curl", "webdriver-manager", "chromedriver.storage"):
         assert download not in text
