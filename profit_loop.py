@@ -33,6 +33,18 @@ class WorkerOps:
     watchdog_tick: Callable[[], str]  # "missing" when no worker runs, else what the watchdog saw
 
 
+@dataclass(frozen=True)
+class MarketOps:
+    """What the analysis asks of the rest of the daemon: the rig's hashrate per coin (measured or
+    configured) and who records a finished analysis (the history store)."""
+
+    hashrate_for: strategy.HashrateSource = strategy.configured_hashrate
+    on_analysis: Callable[[strategy.Analysis], None] | None = None
+
+
+NO_MARKET_OPS = MarketOps()
+
+
 # --- one analysis ----------------------------------------------------------------------------------
 def progress_printer(total: int) -> Callable[[str, str], None]:
     """A progress callback for jsTrigger: one line per page event, with a page counter."""
@@ -58,7 +70,8 @@ def count_links(path: str) -> int:
         return 0
 
 
-def analyse(abort: threading.Event | None = None, show_table: bool = False) -> strategy.Analysis | None:
+def analyse(abort: threading.Event | None = None, show_table: bool = False,
+            market: MarketOps = NO_MARKET_OPS) -> strategy.Analysis | None:
     """Run one market analysis and record it in the run state. Returns the Analysis, or None on a
     setup error or an abort.
 
@@ -66,7 +79,8 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False) -> s
     """
     s = config.settings()
     try:  # strategy logs the start ("Analysing N coin pages with up to B browsers")
-        result = strategy.analyse(abort=abort, progress=progress_printer(count_links(s.PATH_LINKS)))
+        result = strategy.analyse(abort=abort, progress=progress_printer(count_links(s.PATH_LINKS)),
+                                  hashrate_for=market.hashrate_for)
     except market_setup.SetupError as exc:
         log(f"[ERROR] {exc}", force=True)
         utils.incidents.raise_("setup", f"Setup problem, analysis skipped: {exc}")
@@ -76,6 +90,8 @@ def analyse(abort: threading.Event | None = None, show_table: bool = False) -> s
         log("[INFO] Analysis aborted: its partial results are dropped")
         return None
     strategy.publish(result)
+    if market.on_analysis is not None:
+        market.on_analysis(result)
     took = result.finished - result.started
     best = result.best
     log(f"[INFO] Analysis done in {took:.1f} s: {len(result.coins)} usable, {len(result.skipped)} skipped"
@@ -137,7 +153,8 @@ def persist_choice(memory: LoopMemory, path: str) -> None:
         owner_choice.save_runtime(path, choice)
 
 
-def market_step(clock: LoopClock, memory: LoopMemory, dry_run: bool, worker: WorkerOps) -> None:
+def market_step(clock: LoopClock, memory: LoopMemory, dry_run: bool, worker: WorkerOps,
+                market: MarketOps = NO_MARKET_OPS) -> None:
     """Analyse when due or asked (`check` even while paused); apply a changed pin at once."""
     st = config.state
     now = time.monotonic()
@@ -147,7 +164,7 @@ def market_step(clock: LoopClock, memory: LoopMemory, dry_run: bool, worker: Wor
     paused = st.get("paused")
     if forced or (clock.analysis_due(now) and not paused):
         clock.analysed(now)  # before the attempt: a failing analysis is not retried in a hot loop
-        result = analyse(st.shutdown, show_table=True)
+        result = analyse(st.shutdown, show_table=True, market=market)
         if result is not None and not st.get("paused") and not st.shutdown.is_set():
             apply_ranking(result, dry_run, worker)
         memory.applied_pin = st.get("pinned")
@@ -174,7 +191,7 @@ def watchdog_step(dry_run: bool, worker: WorkerOps) -> None:
         apply_ranking(None, dry_run, worker)
 
 
-def profit_loop(dry_run: bool, worker: WorkerOps) -> None:
+def profit_loop(dry_run: bool, worker: WorkerOps, market: MarketOps = NO_MARKET_OPS) -> None:
     """Analyse every HOURS_INTERVAL hours, apply the ranking, tick the watchdog in between.
 
     Ends when `config.state.shutdown` is set (SIGTERM, SIGINT, `exit`); that event also aborts a
@@ -191,7 +208,7 @@ def profit_loop(dry_run: bool, worker: WorkerOps) -> None:
         st.beat()
         try:
             persist_choice(memory, s.PATH_RUNTIME)
-            market_step(clock, memory, dry_run, worker)
+            market_step(clock, memory, dry_run, worker, market)
             if time.monotonic() >= clock.next_watchdog and not st.shutdown.is_set():
                 clock.next_watchdog = time.monotonic() + clock.watchdog
                 watchdog_step(dry_run, worker)

@@ -16,7 +16,7 @@ import coin
 import config
 import jsTrigger
 import utils
-from coin import Coin
+from coin import HASHRATE_CONFIGURED, Coin
 from market_setup import SetupError, Setup, coin_rules, load_setup, parse_pool
 from soupManager import PageError, coins_per_day, format_hashrate, page_identity, parse_page
 from utils import log
@@ -107,8 +107,22 @@ def _rule_number(rule: dict, name: str, low: float, high: float) -> float | None
     return float(value)
 
 
-def build_coin(html: str, url: str, setup: Setup, power_cost: float | None) -> Coin:
-    """The ranked coin of one rendered page. Raises CoinSkip with the reason."""
+# (coin key, algorithm or None, configured H/s) -> (H/s to use, "measured" or "configured")
+HashrateSource = Callable[[str, "str | None", float], "tuple[float, str]"]
+
+
+def configured_hashrate(_key: str, _algo: str | None, configured_hs: float) -> tuple[float, str]:
+    """The hashrate source without measurements: the configured figure."""
+    return configured_hs, HASHRATE_CONFIGURED
+
+
+def build_coin(html: str, url: str, setup: Setup, power_cost: float | None,
+               hashrate_for: HashrateSource = configured_hashrate) -> Coin:
+    """The ranked coin of one rendered page. Raises CoinSkip with the reason.
+
+    The rig's hashrate is the coin's own measurement, else its algorithm's, else the configured one
+    (a `hashrate_kh` rule, else MY_HASHRATE_KH): `hashrate_for` decides.
+    """
     s = config.settings()
     key = coin.slug_of(url)
     try:
@@ -125,7 +139,9 @@ def build_coin(html: str, url: str, setup: Setup, power_cost: float | None) -> C
         pool = parse_pool(setup.pools[pool_key])
     except ValueError as exc:
         raise CoinSkip(f"pools.json {pool_key!r}: {exc}") from None
-    hashrate_hs = (_rule_number(rule, "hashrate_kh", 0.001, 1e7) or s.MY_HASHRATE_KH) * 1000.0
+    algo = pool.algo or rule.get("algo")
+    configured_hs = (_rule_number(rule, "hashrate_kh", 0.001, 1e7) or s.MY_HASHRATE_KH) * 1000.0
+    hashrate_hs, hashrate_source = hashrate_for(key, algo, configured_hs)
     miner_share = _rule_number(rule, "miner_share", 0.0001, 1.0) or 1.0
     fixed_emission = _rule_number(rule, "emission_24h", 1e-12, 1e15)
     try:
@@ -138,9 +154,9 @@ def build_coin(html: str, url: str, setup: Setup, power_cost: float | None) -> C
     return Coin(
         key=key, name=page.name, symbol=page.symbol, url=url, wallet=setup.wallets[wallet_key], pool=pool.url,
         price_usd=page.price_usd, nethash_hs=page.network_hs, emission_24h=emission, coins_per_day=per_day,
-        income_usd=income, hashrate_hs=hashrate_hs,
+        income_usd=income, hashrate_hs=hashrate_hs, hashrate_source=hashrate_source,
         profit_usd=income - power_cost if power_cost is not None else None, pool_fee=pool.fee,
-        algo=pool.algo or rule.get("algo"), xmrig_coin=pool.xmrig_coin or rule.get("xmrig_coin"),
+        algo=algo, xmrig_coin=pool.xmrig_coin or rule.get("xmrig_coin"),
     )
 
 
@@ -197,7 +213,7 @@ def _name_of(html: str, fallback: str) -> str:
 
 
 def _collect(setup: Setup, pages: dict[str, jsTrigger.PageResult], skipped: list[Skipped],
-             power_cost: float | None) -> list[Coin]:
+             power_cost: float | None, hashrate_for: HashrateSource) -> list[Coin]:
     failing = config.state.get("failing_coins")
     ranked: list[Coin] = []
     for url in setup.links:
@@ -207,7 +223,7 @@ def _collect(setup: Setup, pages: dict[str, jsTrigger.PageResult], skipped: list
             _skip(skipped, key, url, page.reason or "not rendered")
             continue
         try:
-            c = build_coin(page.html, url, setup, power_cost)
+            c = build_coin(page.html, url, setup, power_cost, hashrate_for)
         except CoinSkip as exc:
             level = "[INFO]" if exc.expected else "[WARN]"
             _skip(skipped, _name_of(page.html, key), url, str(exc), level, not exc.expected)
@@ -222,6 +238,7 @@ def _collect(setup: Setup, pages: dict[str, jsTrigger.PageResult], skipped: list
 def analyse(
     abort: threading.Event | None = None,
     progress: Callable[[str, str], None] | None = None,
+    hashrate_for: HashrateSource = configured_hashrate,
 ) -> Analysis:
     """One market analysis. Raises SetupError for unusable input files; never for a bad page."""
     started = time.time()
@@ -231,7 +248,7 @@ def analyse(
     log(f"[INFO] Analysing {len(setup.links)} coin pages with up to {s.BROWSERS} browsers")
     pages = jsTrigger.process_urls(setup.links, abort=abort, progress=progress)
     skipped: list[Skipped] = []
-    ranked = _collect(setup, pages, skipped, power_cost)
+    ranked = _collect(setup, pages, skipped, power_cost, hashrate_for)
     _warn_unmatched(setup, ranked)
     if abort is None or not abort.is_set():
         ranked = _apply_guard(ranked, skipped)
@@ -279,7 +296,8 @@ def _amount(value: float | None) -> str:
 def ranking_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the ranking table (pure)."""
     with_profit = analysis.power_cost_usd is not None or any(c.profit_usd is not None for c in analysis.coins)
-    header = ["#", "Coin", "Symbol", "Net hashrate", "Price $", "Coins/day", "USD/day"] + (["Profit/day"] if with_profit else [])
+    header = (["#", "Coin", "Symbol", "Net hashrate", "Price $", "Coins/day", "USD/day"]
+              + (["Profit/day"] if with_profit else []) + ["Rig hashrate"])
     rows = []
     for rank, c in enumerate(analysis.coins, 1):
         value, unit = format_hashrate(c.nethash_hs)
@@ -287,6 +305,8 @@ def ranking_rows(analysis: Analysis) -> tuple[list[str], list[list[str]]]:
                _money(c.income_usd)]
         if with_profit:
             row.append(_money(c.profit_usd))
+        rig_value, rig_unit = format_hashrate(c.hashrate_hs)
+        row.append(f"{rig_value:.4g} {rig_unit} {c.hashrate_source}")
         rows.append(row)
     return header, rows
 
@@ -295,7 +315,7 @@ def ranking_table(analysis: Analysis) -> str:
     """The ranking as a table a person can read, then one "skipped: reason" row per coin left out."""
     header, rows = ranking_rows(analysis)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    right = {0, 3, 4, 5, 6, 7}
+    right = {i for i, name in enumerate(header) if name not in ("Coin", "Symbol", "Rig hashrate")}
     fmt = lambda r: "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
     if not rows:

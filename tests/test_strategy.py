@@ -288,3 +288,34 @@ def test_ranking_table_with_power_cost():
     monero = make_coin("monero", 0.2307, profit=0.1107, name="Monero", symbol="XMR")
     table = strategy.ranking_table(strategy.Analysis(monero, [monero], [], 0.0, 1.0, power_cost_usd=0.12))
     assert "Profit/day" in table and "0.1107" in table and "power cost: $0.1200/day" in table
+
+
+def test_build_coin_uses_the_measured_hashrate_when_there_is_one(tmp_path):
+    """A coin's own (or its algorithm's) measurement replaces MY_HASHRATE_KH in the income."""
+    write_inputs(tmp_path, ["http://x/monero"], wallets={"XMR": "4w"}, pools={"monero": "m:1"})
+    config.override(MY_HASHRATE_KH=17.3)
+    html = coin_page_html(CoinValues(name="Monero", symbol="XMR", nethash="3 GH/s", price="$150", emission="432.00"),
+                          rendered=True)
+    asked = []
+
+    def measured(key, algo, configured_hs):
+        asked.append((key, algo, configured_hs))
+        return 30.0, "measured"
+
+    c = strategy.build_coin(html, "http://x/monero", market_setup.load_setup(), None, measured)
+    assert asked == [("monero", None, pytest.approx(17_300.0))]
+    assert (c.hashrate_hs, c.hashrate_source) == (30.0, "measured")
+    assert c.coins_per_day == pytest.approx(30.0 / 3e9 * 432 * (1 - 0.01))
+    configured = strategy.build_coin(html, "http://x/monero", market_setup.load_setup(), None)
+    assert (configured.hashrate_hs, configured.hashrate_source) == (pytest.approx(17_300.0), "configured")
+    assert configured.income_usd / c.income_usd == pytest.approx(17_300.0 / 30.0)
+
+
+def test_ranking_table_says_which_hashrate_each_coin_used():
+    monero = make_coin("monero", 0.2, name="Monero", symbol="XMR", hashrate_hs=30.2, hashrate_source="measured")
+    zephyr = make_coin("zephyr", 0.1, name="Zephyr", symbol="ZEPH", hashrate_hs=17_300.0)
+    table = strategy.ranking_table(strategy.Analysis(monero, [monero, zephyr], [], 0.0, 1.0))
+    header, _rule, first, second = table.splitlines()[:4]
+    assert header.rstrip().endswith("Rig hashrate")
+    assert first.rstrip().endswith("30.2 H/s measured")
+    assert second.rstrip().endswith("17.3 KH/s configured")  # the network column's units
