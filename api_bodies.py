@@ -2,7 +2,7 @@
 
 - `/1/summary`, `/2/summary`: XMRig's summary unchanged plus "sensors" and "host", or the seed's
   offline shape ({"error": "XMRig offline", ...}) when there is none;
-- `/status`: the manager's state, the ranking (no wallets) and the worker;
+- `/status`: the manager's state, the ranking (no wallets), the worker and the fleet;
 - `/healthz`: whether the profit loop is alive.
 
 `/metrics` is `metrics.metrics_text` (prometheus_client), from the same caches.
@@ -80,7 +80,18 @@ def status_body(snap: dict, worker: Any) -> dict:
         "ranking": ranking,
         "skipped": list(snap.get("last_skipped") or []),
         "worker": worker,
+        "fleet": fleet_of(worker),
     }
+
+
+FLEET_OFF = {"mode": "off"}
+
+
+def fleet_of(worker: Any) -> dict:
+    """/status's "fleet": the worker status's own "fleet" entry (the swarm backend's), else {"mode": "off"}."""
+    if isinstance(worker, dict) and isinstance(worker.get("fleet"), dict):
+        return worker["fleet"]
+    return dict(FLEET_OFF)
 
 
 def health(snap: dict, now: float) -> tuple[bool, str]:

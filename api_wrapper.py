@@ -20,6 +20,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import config
+import dashboard
+import history
 import metrics
 import sensors
 import utils
@@ -36,6 +38,7 @@ SUMMARY_PATHS = ("/1/summary", "/2/summary")
 PASSTHROUGH_PATHS = ("/1/threads", "/2/backends")  # never /1/config: it holds the wallet
 
 WorkerStatus = Callable[[], Any]
+Route = Callable[[str, str], tuple[int, bytes, str]]  # (path, query) -> (status, body, content type)
 
 
 def _say_upstream(path: str, result: Upstream | None) -> None:
@@ -177,14 +180,15 @@ class ApiHandler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        parts = urlsplit(self.path)
+        path = parts.path
         route = self.server.routes.get(path)
         if route is None:
             self._send(404, {"error": f"not found: {path}"})
             return
         incident = f"api-route:{path}"
         try:
-            status, body, ctype = route(path)
+            status, body, ctype = route(path, parts.query)
         except Exception as exc:  # a bug must cost one answer, not the server
             utils.incidents.raise_(incident, f"API {path} failed: {type(exc).__name__}: {exc}", notify=False)
             status, body, ctype = 500, _json_bytes({"error": "internal error"}), JSON_TYPE
@@ -224,6 +228,11 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, default=str).encode()
 
 
+def _dashboard(path: str, _query: str = "") -> tuple[int, bytes, str]:
+    """The dashboard page and its files (dashboard.PATHS)."""
+    return dashboard.route(path)
+
+
 _CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, TimeoutError)
 
 
@@ -234,27 +243,31 @@ class ApiServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # a dashboard plus a few scrapers connect at once; 5 would drop SYNs
 
-    def __init__(self, address: tuple[str, int], worker_status: WorkerStatus | None = None) -> None:
+    def __init__(self, address: tuple[str, int], worker_status: WorkerStatus | None = None,
+                 history_store: history.HistoryStore | None = None) -> None:
         """`worker_status()`: the worker for /status (main passes miner_controller.worker_status);
-        without one, /status shows "worker": null."""
+        without one, /status shows "worker": null. `history_store` answers /history (503 without one)."""
         super().__init__(address, ApiHandler)
+        self.history_store = history_store
         status = worker_status or (lambda: None)
         self.xmrig = BackgroundCache("xmrig", xmrig.fetch, XMRIG_MAX_AGE, on_result=_say_upstream)
         self.host_facts = BackgroundCache("sensors", lambda _key: sensors.read_host_facts(config.settings()), SENSORS_MAX_AGE)
         self.worker = BackgroundCache("worker", lambda _key: status(), WORKER_MAX_AGE, first_wait=0.2)
         self._rendered: dict[str, tuple[Any, Any, bool, bytes]] = {}
-        self.routes: dict[str, Callable[[str], tuple[int, bytes, str]]] = {
+        self.routes: dict[str, Route] = {
+            **{p: _dashboard for p in dashboard.PATHS},
             **{p: self._summary for p in SUMMARY_PATHS},
             **{p: self._passthrough for p in PASSTHROUGH_PATHS},
             "/status": self._status,
             "/healthz": self._healthz,
             "/metrics": self._metrics,
+            "/history": self._history,
         }
         for cache in (self.xmrig, self.host_facts, self.worker):
             cache.start()
 
     # --- routes: (status, body, content type) ---
-    def _summary(self, path: str) -> tuple[int, bytes, str]:
+    def _summary(self, path: str, _query: str = "") -> tuple[int, bytes, str]:
         upstream, facts = self.xmrig.get(path), self.host_facts.get("host")
         stale = upstream is not None and time.monotonic() - upstream.fetched > XMRIG_STALE_AFTER
         cached = self._rendered.get(path)
@@ -268,7 +281,7 @@ class ApiServer(ThreadingHTTPServer):
         """What /1/summary (or /2/summary) answers right now, as a dict (/metrics reads it)."""
         return _summary_of(self.xmrig.get(path), self.host_facts.get("host"))
 
-    def _passthrough(self, path: str) -> tuple[int, bytes, str]:
+    def _passthrough(self, path: str, _query: str = "") -> tuple[int, bytes, str]:
         entry = self.xmrig.get(path)
         upstream: Upstream | None = entry.value if entry else None
         if upstream is None or upstream.status is None:
@@ -276,15 +289,22 @@ class ApiServer(ThreadingHTTPServer):
             return 502, _json_bytes({"error": OFFLINE, "reason": reason}), JSON_TYPE
         return upstream.status, upstream.body, JSON_TYPE
 
-    def _status(self, _path: str) -> tuple[int, bytes, str]:
+    def _status(self, _path: str, _query: str = "") -> tuple[int, bytes, str]:
         entry = self.worker.get("worker")
         return 200, _json_bytes(status_body(config.state.snapshot(), entry.value if entry else None)), JSON_TYPE
 
-    def _healthz(self, _path: str) -> tuple[int, bytes, str]:
+    def _history(self, _path: str, query: str) -> tuple[int, bytes, str]:
+        """GET /history?hours=N: the store's answer (400 with the reason for a bad N), 503 with history off."""
+        if self.history_store is None:
+            return 503, _json_bytes({"error": "history is off"}), JSON_TYPE
+        status, body = history.answer(self.history_store, query)
+        return status, body, JSON_TYPE
+
+    def _healthz(self, _path: str, _query: str = "") -> tuple[int, bytes, str]:
         ok, reason = health(config.state.snapshot(), time.monotonic())
         return (200 if ok else 503), _json_bytes({"ok": ok, "reason": reason}), JSON_TYPE
 
-    def _metrics(self, _path: str) -> tuple[int, bytes, str]:
+    def _metrics(self, _path: str, _query: str = "") -> tuple[int, bytes, str]:
         facts = self.host_facts.get("host")
         text = metrics.metrics_text(self.summary_dict(), facts.value if facts else None, config.state.snapshot())
         return 200, text.encode(), metrics.CONTENT_TYPE
@@ -312,18 +332,21 @@ class ApiServer(ThreadingHTTPServer):
 
 
 def make_server(host: str | None = None, port: int | None = None, *,
-                worker_status: WorkerStatus | None = None) -> ApiServer:
+                worker_status: WorkerStatus | None = None,
+                history_store: history.HistoryStore | None = None) -> ApiServer:
     """The API server bound to host:port (defaults: API_HOST, API_PORT), fetchers running, not serving yet.
 
     `worker_status()` gives the worker for /status: the daemon passes `miner_controller.worker_status`.
+    `history_store` answers GET /history (without one: 503 "history is off").
     """
     s = config.settings()
-    return ApiServer((s.API_HOST if host is None else host, s.API_PORT if port is None else port), worker_status)
+    address = (s.API_HOST if host is None else host, s.API_PORT if port is None else port)
+    return ApiServer(address, worker_status, history_store)
 
 
-def run_server(worker_status: WorkerStatus | None = None) -> None:
+def run_server(worker_status: WorkerStatus | None = None, history_store: history.HistoryStore | None = None) -> None:
     """Serve the API until `config.state.shutdown` is set (the seed's blocking entry point)."""
-    server = make_server(worker_status=worker_status)
+    server = make_server(worker_status=worker_status, history_store=history_store)
     host, port = server.server_address[:2]
     utils.log(f"[INFO] API on http://{host}:{port} (XMRig at {config.settings().XMRIG_HOST}:{config.settings().XMRIG_PORT})")
     watcher = threading.Thread(target=_stop_on_shutdown, args=(server,), name="api-stop", daemon=True)

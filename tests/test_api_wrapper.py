@@ -23,6 +23,8 @@ import requests
 import api_bodies
 import api_wrapper
 import config
+import dashboard
+import history
 import sensors
 import xmrig
 from demo.xmrig_standin import XmrigStandin
@@ -39,8 +41,8 @@ def hwmon(name: str) -> str:
 class Api:
     """A running API server on a free loopback port, plus helpers to talk to it."""
 
-    def __init__(self, worker_status=None) -> None:
-        self.server = api_wrapper.make_server("127.0.0.1", 0, worker_status=worker_status)
+    def __init__(self, worker_status=None, history_store=None) -> None:
+        self.server = api_wrapper.make_server("127.0.0.1", 0, worker_status=worker_status, history_store=history_store)
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -218,7 +220,7 @@ def test_allow_listed_path_with_xmrig_down_is_a_json_502(api, standin):
     assert resp.json()["error"] == "XMRig offline"
 
 
-@pytest.mark.parametrize("path", ["/", "/1/config", "/2/config", "/json_rpc", "/1/summary/x", "/../etc/passwd"])
+@pytest.mark.parametrize("path", ["/index.html", "/1/config", "/2/config", "/json_rpc", "/1/summary/x", "/../etc/passwd"])
 def test_other_paths_are_a_json_404_and_never_reach_xmrig(api, standin, path):
     resp = api.get(path)
     assert resp.status_code == 404
@@ -338,6 +340,23 @@ def test_status_follows_the_worker_source(standin):
         assert a.get("/status").json()["worker"] == {"state": "running", "coin": "aaa"}
         a.server.worker.wait_fresh("worker", WAIT)
         assert a.get("/status").json()["worker"] == {"state": "exited", "coin": "aaa"}
+    finally:
+        a.close()
+
+
+def test_status_fleet_is_off_without_a_swarm_worker(api):
+    api.server.worker.wait_fresh("worker", WAIT)
+    body = api.get("/status").json()
+    assert body["fleet"] == {"mode": "off"} and body["worker"]["name"] == "active_miner_worker"
+
+
+def test_status_fleet_is_the_swarm_workers_fleet_entry(standin):
+    fleet = {"mode": "swarm", "nodes": [{"node": "rig-a", "state": "running"}], "running": 1, "wanted": 1}
+    a = Api(worker_status=lambda: {"name": "active_miner_worker", "state": "running", "fleet": fleet})
+    try:
+        a.server.worker.wait_fresh("worker", WAIT)
+        body = a.get("/status").json()
+        assert body["fleet"] == fleet and body["worker"]["fleet"] == fleet
     finally:
         a.close()
 
@@ -509,3 +528,64 @@ def test_idle_server_uses_no_cpu(standin):
         assert before and after == before
     finally:
         a.close()
+
+
+# --- dashboard and /history ------------------------------------------------------------------------
+@pytest.mark.parametrize("path", dashboard.PATHS)
+def test_every_dashboard_file_is_served_as_the_dashboard_module_routes_it(api, path):
+    status, body, ctype = dashboard.route(path)
+    r = api.get(path + "?v=1")  # a query string does not change the file
+    assert (r.status_code, r.headers["Content-Type"], r.content) == (status, ctype, body)
+    assert status == 200 and body
+
+
+def test_history_without_a_store_is_a_json_503(api):
+    r = api.get("/history?hours=24")
+    assert r.status_code == 503 and r.headers["Content-Type"] == "application/json"
+    assert r.json() == {"error": "history is off"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = history.HistoryStore(str(tmp_path / "json" / "smartminer.db"), days=7)
+    s.start()
+    yield s
+    s.close()
+
+
+def test_history_answers_from_the_store_with_the_hours_asked(standin, store):
+    now = time.time()
+    store.record_switch(None, make_coin("monero", 0.42, name="Monero", symbol="XMR"), "start", when=now - 7200)
+    store.record_switch("monero", make_coin("dagger", 0.50, name="Dagger", symbol="XDAG"), "better", 19.0, when=now - 60)
+    assert store.flush()
+    a = Api(history_store=store)
+    try:
+        for query in ("hours=1", "hours=3"):
+            r = a.get(f"/history?{query}")
+            status, body = history.answer(store, query)
+            assert (r.status_code, r.headers["Content-Type"]) == (200, "application/json")
+            assert r.json() == json.loads(body) and status == 200
+        recent, both = a.get("/history?hours=1").json(), a.get("/history?hours=3").json()
+        assert [row["to"] for row in recent["switches"]] == ["dagger"] and recent["hours"] == 1
+        assert [row["to"] for row in both["switches"]] == ["monero", "dagger"]
+    finally:
+        a.close()
+
+
+@pytest.mark.parametrize("query", ["hours=abc", "hours=-1", "hours=0", "hours=1&hours=2", "hours=nan"])
+def test_history_with_a_bad_hours_is_a_400_with_the_reason(standin, store, query):
+    a = Api(history_store=store)
+    try:
+        r = a.get(f"/history?{query}")
+        assert r.status_code == 400 and r.headers["Content-Type"] == "application/json"
+        body = r.json()
+        assert body["error"] == "bad hours" and body["reason"] == json.loads(history.answer(store, query)[1])["reason"]
+        assert "hours" in body["reason"]
+    finally:
+        a.close()
+
+
+def test_history_and_dashboard_take_only_get_and_head(api):
+    assert requests.post(api.base + "/history", timeout=5).status_code == 405
+    assert requests.delete(api.base + "/", timeout=5).status_code == 405
+    assert api.get("/dashboard.js/../config.py").status_code == 404
