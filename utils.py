@@ -176,6 +176,9 @@ def notify(text: str) -> None:
             logger.warning("notifier %r failed: %s", sink, exc)
 
 
+IncidentObserver = Callable[[str, str, bool], None]  # (key, text, opened)
+
+
 class Incidents:
     """The one "say it once" mechanism: a fault is told when it starts and once when it clears, not
     every cycle; a fault that clears and comes back is told again.
@@ -187,6 +190,15 @@ class Incidents:
         self._open: dict[str, str] = {}
         self._lock = threading.Lock()
         self._notify = notifier or notify
+        self._observers: list[IncidentObserver] = []
+
+    def observe(self, fn: IncidentObserver) -> None:
+        """Call `fn(key, text, opened)` when an incident opens (opened=True, the raise's text) and when
+        an open one clears (opened=False, the clear's text). main records them in the history store.
+        A failing observer is logged and never breaks the caller."""
+        with self._lock:
+            if fn not in self._observers:
+                self._observers.append(fn)
 
     def raise_(self, key: str, text: str, notify: bool = True) -> bool:
         """Open incident `key`; says `text` only the first time. Returns True when it was new."""
@@ -195,6 +207,7 @@ class Incidents:
                 return False
             self._open[key] = text
         self._say(text, notify, logging.WARNING)
+        self._tell(key, text, True)
         return True
 
     def clear(self, key: str, text: str | None = None, notify: bool = True) -> bool:
@@ -203,8 +216,19 @@ class Incidents:
             was = self._open.pop(key, None)
         if was is None:
             return False
-        self._say(text or f"Resolved: {was}", notify, logging.INFO)
+        said = text or f"Resolved: {was}"
+        self._say(said, notify, logging.INFO)
+        self._tell(key, said, False)
         return True
+
+    def _tell(self, key: str, text: str, opened: bool) -> None:
+        with self._lock:
+            observers = list(self._observers)
+        for fn in observers:
+            try:
+                fn(key, text, opened)
+            except Exception as exc:  # an observer (the history store) must not break the controller
+                logger.warning("incident observer %r failed on %s: %s: %s", fn, key, type(exc).__name__, exc)
 
     def _say(self, text: str, to_owner: bool, level: int) -> None:
         if to_owner:

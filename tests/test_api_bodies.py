@@ -69,3 +69,12 @@ def test_health_rule():
     stuck = api_bodies.health({"loop_alive": True, "loop_heartbeat": now - 901}, now)
     assert stuck == (False, "profit loop silent for 901 s (limit 900 s)")
     assert api_bodies.health({"loop_alive": False, "loop_heartbeat": now}, now) == (False, "profit loop is not running")
+
+
+# --- /status fleet ---------------------------------------------------------------------------------
+def test_status_fleet_is_the_workers_fleet_entry_else_off():
+    fleet = {"mode": "swarm", "nodes": []}
+    assert api_bodies.status_body({}, {"name": "w", "fleet": fleet})["fleet"] == fleet
+    assert api_bodies.status_body({}, {"name": "w"})["fleet"] == {"mode": "off"}
+    assert api_bodies.status_body({}, None)["fleet"] == {"mode": "off"}
+    assert api_bodies.status_body({}, {})["fleet"] == {"mode": "off"}

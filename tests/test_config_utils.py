@@ -242,6 +242,41 @@ def test_incidents_without_notify_only_log_at_their_level():
         (logging.WARNING, "command pipe unusable"), (logging.INFO, "command pipe usable again")]
 
 
+def test_incident_observers_see_each_open_and_each_clear_once():
+    seen, also = [], []
+    inc = utils.Incidents(lambda _text: None)
+    inc.observe(lambda key, text, opened: seen.append((key, text, opened)))
+    inc.observe(lambda key, text, opened: also.append(key))
+    inc.clear("docker", "never open")  # not open: no call
+    inc.raise_("docker", "Docker down")
+    inc.raise_("docker", "Docker down")  # already open: no call
+    inc.clear("docker", "Docker back", notify=False)
+    inc.clear("docker", "Docker back")
+    inc.raise_("pipe", "pipe unusable", notify=False)
+    inc.clear("pipe")  # the default text is what the observer gets
+    assert seen == [("docker", "Docker down", True), ("docker", "Docker back", False),
+                    ("pipe", "pipe unusable", True), ("pipe", "Resolved: pipe unusable", False)]
+    assert also == ["docker", "docker", "pipe", "pipe"]
+
+
+def test_a_failing_incident_observer_is_logged_and_never_breaks_the_caller():
+    sent, seen = [], []
+    inc = utils.Incidents(sent.append)
+
+    def broken(key, text, opened):
+        raise RuntimeError("database locked")
+
+    inc.observe(broken)
+    inc.observe(broken)  # registered once
+    inc.observe(lambda key, text, opened: seen.append(opened))
+    with captured_log() as recs:
+        assert inc.raise_("docker", "Docker down") is True
+        assert inc.clear("docker", "Docker back") is True
+    assert sent == ["Docker down", "Docker back"] and seen == [True, False]
+    failures = [r.getMessage() for r in recs if "observer" in r.getMessage()]
+    assert len(failures) == 2 and all("RuntimeError: database locked" in line for line in failures)
+
+
 def test_empty_value_means_default():
     s = config.load_settings(environ={"MINER_THREADS": "", "DC_API_KEY": ""}, env_file=None)
     assert s.MINER_THREADS == 1 and s.DC_API_KEY == ""
