@@ -74,6 +74,7 @@ class WorkerControls:
 
     stop_worker: Callable[[], str]  # "stopped", "none" or "failed"
     reset_watchdog: Callable[[], None]  # forget the coins the watchdog gave up on
+    status_extra: Callable[[], list[str]] | None = None  # more `status` lines (main: the history's)
 
 
 def _no_worker() -> str:
@@ -219,8 +220,20 @@ def format_status(snap: dict, now: float) -> str:
     return " | ".join(parts)
 
 
-def _status(cmd: Command, source: str) -> str:
-    return format_status(config.state.snapshot(), time.time())
+def extra_lines(status_extra: Callable[[], list[str]] | None) -> list[str]:
+    """The extra `status` lines; a failure there is one line in the reply (and the log), not the reply."""
+    if status_extra is None:
+        return []
+    try:
+        return [str(line) for line in status_extra()]
+    except Exception as exc:  # the history store is optional to the owner's question
+        utils.log(f"[WARN] status: extra lines failed: {type(exc).__name__}: {exc}")
+        return [f"(history unavailable: {type(exc).__name__}: {exc})"]
+
+
+def _status(cmd: Command, source: str, controls: WorkerControls) -> str:
+    lines = [format_status(config.state.snapshot(), time.time())]
+    return "\n".join(lines + extra_lines(controls.status_extra))
 
 
 def _help(cmd: Command, source: str) -> str:
@@ -238,7 +251,6 @@ def _invalid(cmd: Command, source: str) -> str:
 
 
 _HANDLERS: dict[str, Callable[[Command, str], str]] = {
-    "status": _status,
     "check": _check,
     "pin": _pin,
     "unpin": _unpin,
@@ -254,6 +266,7 @@ _HANDLERS: dict[str, Callable[[Command, str], str]] = {
 _WORKER_HANDLERS: dict[str, Callable[[Command, str, WorkerControls], str]] = {
     "miner stop": _miner_stop,
     "miner start": _miner_start,
+    "status": _status,
 }
 
 

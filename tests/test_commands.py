@@ -12,6 +12,7 @@ import pytest
 import command_pipe
 import commands
 import config
+import history
 import utils
 from commands import Command, parse
 from tests.conftest import make_coin
@@ -143,10 +144,10 @@ def test_a_runner_binds_the_daemons_controls():
 
 
 def test_a_failing_command_keeps_the_faults_type_and_message(monkeypatch):
-    def broken(cmd, source):
+    def broken(cmd, source, controls):
         raise KeyError("boom")
 
-    monkeypatch.setitem(commands._HANDLERS, "status", broken)
+    monkeypatch.setitem(commands._WORKER_HANDLERS, "status", broken)
     with captured_log(logging.ERROR) as recs:
         reply = commands.execute("status")
     assert reply == "Command failed: KeyError: 'boom'"
@@ -196,6 +197,43 @@ def test_status_reflects_state():
     config.state.update(current_coin="Monero", current_income_usd=0.5, next_analysis=time.time() + 3700)
     line = commands.execute("status")
     assert line.startswith("running | coin: Monero | income: $0.5000/day") and "(in 1h 1m)" in line
+
+
+def test_status_appends_the_history_lines_as_main_wires_them(tmp_path):
+    store = history.HistoryStore(str(tmp_path / "smartminer.db"), days=7)
+    store.start()
+    try:
+        now = time.time()
+        store.record_switch(make_coin("monero", 0.42, name="Monero"), make_coin("dagger", 0.5, name="Dagger"),
+                            "better income", 19.0, when=now - 1800)
+        assert store.flush()
+        controls = commands.WorkerControls(
+            stop_worker=lambda: "none", reset_watchdog=lambda: None,
+            status_extra=lambda: history.status_lines(store.last_switch(), store.average_income(24), time.time()))
+        lines = commands.execute("status", "discord", controls).split("\n")
+    finally:
+        store.close()
+    assert len(lines) == 3 and lines[0].startswith("running | coin:")
+    assert lines[1].startswith("Last switch: Monero (MON) -> Dagger (DAG), 0.5 h ago (better income, +19.0%)")
+    assert lines[2] == "24 h average income: no hashrate samples yet"
+
+
+def test_a_failing_status_extra_is_one_line_and_status_still_answers():
+    def broken() -> list[str]:
+        raise OSError("database is locked")
+
+    controls = commands.WorkerControls(stop_worker=lambda: "none", reset_watchdog=lambda: None, status_extra=broken)
+    with captured_log() as recs:
+        reply = commands.execute("status", "pipe", controls)
+    lines = reply.split("\n")
+    assert lines[0].startswith("running | coin: none") and len(lines) == 2
+    assert lines[1] == "(history unavailable: OSError: database is locked)"
+    assert [r.getMessage() for r in recs if r.levelno >= logging.WARNING] == [
+        "status: extra lines failed: OSError: database is locked"]
+
+
+def test_status_without_extra_is_the_one_line():
+    assert "\n" not in commands.execute("status", "pipe", commands.NO_WORKER)
 
 
 def test_help_lists_every_command():
