@@ -186,6 +186,8 @@ class _Handle:
 class SwarmBackend:
     """`WorkerBackend` for FLEET_MODE=swarm: the worker is a global Swarm service."""
 
+    kind = "service"  # what the controller's messages call the worker
+
     def __init__(self, engine: Engine, settings: Callable[[], config.Settings] = config.settings,
                  timings: Timings = Timings()) -> None:
         self.engine = engine

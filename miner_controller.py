@@ -30,6 +30,8 @@ from watchdog import ReadingHook, SummaryReader, Watchdog
 from worker_backend import ContainerBackend, ForeignWorker, ImageMissing, StartFailed, Worker, WorkerBackend
 from worker_spec import checked_args, has_xmrig_config, worker_command
 
+SwitchHook = Callable[[Coin | None, Coin, str, float | None], None]  # (previous or None, new, reason, gain %)
+TickHook = Callable[[], None]
 BUILD_HINT = "build it with `docker compose build worker` (or `docker build -t {image} worker/`)"
 FOREIGN_INCIDENT = "worker-foreign"
 T = TypeVar("T")
@@ -128,6 +130,26 @@ def _announce(decision: Decision, previous: Coin | None, previous_key: str | Non
         utils.notify(f"Started mining {describe(target)} on {target.pool}")
 
 
+def worker_noun(backend: WorkerBackend) -> str:
+    """What the owner's messages call the worker's unit: the backend's `kind` ("container", or
+    "service" for the swarm backend); "container" for a backend that does not say."""
+    kind = getattr(backend, "kind", None)
+    return kind if isinstance(kind, str) and kind else "container"
+
+
+def _call_hook(name: str, hook: Callable[..., None] | None, *args: object) -> None:
+    """Call a hook main passed in; its failure is one log line (type and message) until it works again."""
+    if hook is None:
+        return
+    incident = f"hook-failed:{name}"
+    try:
+        hook(*args)
+    except Exception as exc:  # a hook (history, fleet report) must never break worker control
+        utils.incidents.raise_(incident, f"{name} hook failed: {type(exc).__name__}: {exc}", notify=False)
+        return
+    utils.incidents.clear(incident, f"{name} hook works again", notify=False)
+
+
 def _image_missing(image: str) -> None:
     text = f"Worker image {image} not found: " + BUILD_HINT.format(image=image)
     utils.log(f"[ERROR] {text}")
@@ -138,13 +160,21 @@ class Controller:
     """The worker's controller: one backend, one lock for changes, one outage record, one watchdog."""
 
     def __init__(self, backend: WorkerBackend, read_summary: SummaryReader = xmrig.read_summary,
-                 on_reading: ReadingHook | None = None) -> None:
+                 on_reading: ReadingHook | None = None, on_switch: SwitchHook | None = None,
+                 after_tick: TickHook | None = None) -> None:
         self.backend = backend
+        self.on_switch = on_switch
+        self.after_tick = after_tick
         self.lock = threading.RLock()
         self.outage = Outage()
         self.watchdog = Watchdog(backend, self.lock, read_summary, on_reading)
 
     # --- plumbing ---
+    @property
+    def noun(self) -> str:
+        """"container" or "service" (see `worker_noun`)."""
+        return worker_noun(self.backend)
+
     def _connect(self) -> EngineDown | None:
         """Connect (and ping) before taking the lock: a slow engine must not hold up the others."""
         try:
@@ -166,7 +196,7 @@ class Controller:
 
     def _find(self) -> Worker | None:
         worker = self.backend.find()
-        utils.incidents.clear(FOREIGN_INCIDENT, f"The foreign container named {config.settings().CONTAINER_NAME} is gone")
+        utils.incidents.clear(FOREIGN_INCIDENT, f"The foreign {self.noun} named {config.settings().CONTAINER_NAME} is gone")
         return worker
 
     # --- applying a ranking ---
@@ -185,7 +215,7 @@ class Controller:
                 return down
             return self._run("Worker control", lambda: self._apply(best, ranked, dry_run, hold), down=down,
                              error=WorkerResult(Outcome.FAILED, "worker control failed (see the log)"),
-                             foreign=WorkerResult(Outcome.FAILED, "a container SmartMiner did not make holds the worker's name"))
+                             foreign=WorkerResult(Outcome.FAILED, f"a {self.noun} SmartMiner did not make holds the worker's name"))
 
     def _apply(self, best: Coin | None, ranked: list[Coin], dry_run: bool, hold: AbstractSet[str]) -> WorkerResult:
         s = config.settings()
@@ -233,6 +263,7 @@ class Controller:
             return self._restore(previous, decision)
         utils.log(f"[INFO] Worker {s.CONTAINER_NAME} mining {describe(target)} ({decision.reason})")
         _announce(decision, previous, running)
+        _call_hook("on_switch", self.on_switch, previous, target, decision.reason, decision.gain_pct)
         outcome = Outcome.SWITCHED if decision.action is Action.SWITCH else Outcome.STARTED
         return WorkerResult(outcome, decision.reason, decision, target)
 
@@ -275,6 +306,7 @@ class Controller:
             return WorkerResult(Outcome.FAILED, f"start of {target.key} failed, and of {previous.key} again too", failed)
         reason = f"start of {target.key} failed; back on {previous.key}"
         _set_current(previous)
+        _call_hook("on_switch", self.on_switch, target, previous, reason, None)
         utils.log(f"[INFO] Worker {name} mining {describe(previous)} again ({reason})")
         return WorkerResult(Outcome.RESTORED, reason, failed, previous)
 
@@ -330,8 +362,10 @@ class Controller:
         if config.state.get("paused"):
             return "paused"
         now = time.time() if now is None else now
-        return self._run("Watchdog check", lambda: self.watchdog.check(now, config.settings()),
+        seen = self._run("Watchdog check", lambda: self.watchdog.check(now, config.settings()),
                          down="down", error="error", foreign="foreign")
+        _call_hook("after_tick", self.after_tick)
+        return seen
 
     def reset_watchdog(self) -> None:
         self.watchdog.reset()
@@ -344,11 +378,18 @@ _active_lock = threading.Lock()
 
 
 def configure(backend: WorkerBackend | None = None, read_summary: SummaryReader = xmrig.read_summary,
-              on_reading: ReadingHook | None = None) -> Controller:
+              on_reading: ReadingHook | None = None, on_switch: SwitchHook | None = None,
+              after_tick: TickHook | None = None) -> Controller:
     """Wire the process's controller: the worker backend (default: one container on this engine),
-    the watchdog's XMRig reader, and who is told each healthy reading (measured hashrate)."""
+    the watchdog's XMRig reader, and who is told each healthy reading (measured hashrate).
+
+    `on_switch(previous, new, reason, gain_pct)` is called once each time a worker was started for
+    a new coin: a first start (previous None), a switch, and a restore after a failed switch (then
+    previous is the coin whose start failed, new the coin mining again, gain_pct None).
+    `after_tick()` is called after each watchdog tick that ran (not while paused); main passes
+    the fleet's `report_nodes` in swarm mode. A failing hook is one log line, never a fault here."""
     global _active
-    made = Controller(backend or ContainerBackend(Engine()), read_summary, on_reading)
+    made = Controller(backend or ContainerBackend(Engine()), read_summary, on_reading, on_switch, after_tick)
     with _active_lock:
         _active = made
     return made

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -23,6 +24,7 @@ import requests
 
 import api_wrapper
 import config
+import history
 import miner_controller as mc
 import utils
 from demo.dockerd import build_standin_image, start_private_dockerd
@@ -380,6 +382,65 @@ def test_a_same_named_container_without_the_label_is_left_alone(worker, notes):
     theirs.remove(force=True)
     assert mc.manage_worker(C, [C, A]).outcome is Outcome.STARTED
     assert not utils.incidents.is_open(mc.FOREIGN_INCIDENT)
+
+
+# --- hooks (main wires the history store and the fleet report) ------------------------------------
+def test_each_start_and_switch_is_handed_to_on_switch_once(worker, tmp_path):
+    store = history.HistoryStore(str(tmp_path / "json" / "smartminer.db"), days=7)
+    store.start()
+    calls = []
+
+    def on_switch(previous, new, reason, gain_pct):  # as main wires it: into the history store
+        calls.append((previous.key if previous else None, new.key, reason, gain_pct))
+        store.record_switch(previous, new, reason, gain_pct)
+
+    mc.configure(on_switch=on_switch)
+    try:
+        start_running(worker, [A])
+        assert mc.manage_worker(A, [A]).outcome is Outcome.STAYED  # a stay is no switch
+        assert mc.manage_worker(C, [C, A]).outcome is Outcome.SWITCHED
+        assert store.flush()
+        last = store.last_switch()
+    finally:
+        store.close()
+    assert [c[:2] for c in calls] == [(None, "aaa"), ("aaa", "ccc")]
+    assert calls[1][3] == pytest.approx(20.0) and calls[0][3] is None and calls[1][2]
+    assert (last["from"], last["to"], last["reason"]) == ("aaa", "ccc", calls[1][2])
+    assert last["gain_pct"] == pytest.approx(20.0)
+
+
+def test_a_restore_is_handed_to_on_switch_and_a_failing_hook_is_one_line(worker, notes, logs, monkeypatch):
+    calls = []
+
+    def on_switch(previous, new, reason, gain_pct):
+        calls.append((previous.key if previous else None, new.key, reason, gain_pct))
+        raise sqlite3.OperationalError("database is locked")
+
+    mc.configure(on_switch=on_switch)
+    first = start_running(worker, [A])
+    squat_on_start(monkeypatch, worker, {"ccc"})
+    assert mc.manage_worker(C, [C, A]).outcome is Outcome.RESTORED
+    assert calls == [(None, "aaa", calls[0][2], None), ("ccc", "aaa", "start of ccc failed; back on aaa", None)]
+    assert engine_view(worker).labels["mining_coin"] == "aaa" and engine_view(worker).id != first.id
+    assert logs.matching("on_switch hook failed: OperationalError: database is locked") == [
+        "WARNING on_switch hook failed: OperationalError: database is locked"]  # said once, not per call
+
+
+def test_after_tick_runs_after_each_watchdog_tick_and_its_fault_is_one_line(worker, logs):
+    ticks = []
+
+    def after_tick():
+        ticks.append(config.state.get("current_coin"))
+        if len(ticks) >= 2:
+            raise RuntimeError("node list unreadable")
+
+    mc.configure(after_tick=after_tick)
+    start_running(worker, [A])
+    results = [mc.watchdog_tick(now=t) for t in (1000.0, 2000.0, 3000.0)]
+    assert results == ["ok", "ok", "ok"] and ticks == ["aaa"] * 3
+    assert logs.matching("after_tick hook failed") == ["WARNING after_tick hook failed: RuntimeError: node list unreadable"]
+    config.state.update(paused=True)
+    assert mc.watchdog_tick(now=4000.0) == "paused" and len(ticks) == 3  # no tick ran while paused
 
 
 # --- stop ------------------------------------------------------------------------------------------

@@ -12,9 +12,13 @@ import threading
 import pytest
 
 import config
+import miner_controller
 import utils
 import watchdog
-from worker_backend import Worker
+from engine import Engine
+from fleet import SwarmBackend
+from tests.conftest import make_coin
+from worker_backend import ContainerBackend, ForeignWorker, Worker
 from xmrig import Summary
 
 
@@ -192,3 +196,36 @@ def test_reset_and_forget_end_the_failing_incidents(notes):
     dog.reset()
     assert notes[-1] == "Watchdog record for aaa reset: it will be tried again"
     assert utils.incidents.open_keys() == []
+
+
+# --- the controller's wording for the backend's unit (container or Swarm service) -------------------
+class ForeignRig(Rig):
+    """A backend whose worker name is held by something SmartMiner did not make."""
+
+    class _Engine:
+        def client(self) -> None:
+            return None
+
+    engine = _Engine()
+
+    def find(self) -> Worker | None:
+        raise ForeignWorker("a worker named w exists but SmartMiner did not start it")
+
+
+def test_worker_noun_is_the_backends_kind():
+    assert miner_controller.worker_noun(ContainerBackend(Engine())) == "container"
+    assert miner_controller.worker_noun(SwarmBackend(Engine())) == "service"
+    assert miner_controller.worker_noun(Rig(None)) == "container"  # a backend that does not say
+
+
+@pytest.mark.parametrize("kind, noun", [("service", "service"), (None, "container")])
+def test_the_controllers_foreign_worker_messages_name_the_backends_unit(notes, monkeypatch, kind, noun):
+    rig = ForeignRig(None)
+    if kind:
+        rig.kind = kind
+    c = miner_controller.Controller(rig, read_summary=Readings(None))
+    result = c.manage_worker(make_coin("aaa", 1.0), [make_coin("aaa", 1.0)])
+    assert result.reason == f"a {noun} SmartMiner did not make holds the worker's name"
+    monkeypatch.setattr(rig, "find", lambda: None)
+    c.manage_worker(None, [])  # no coin to mine, but the name is free again
+    assert notes[-1] == f"The foreign {noun} named {config.settings().CONTAINER_NAME} is gone"
