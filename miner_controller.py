@@ -170,11 +170,6 @@ class Controller:
         self.watchdog = Watchdog(backend, self.lock, read_summary, on_reading)
 
     # --- plumbing ---
-    @property
-    def noun(self) -> str:
-        """"container" or "service" (see `worker_noun`)."""
-        return worker_noun(self.backend)
-
     def _connect(self) -> EngineDown | None:
         """Connect (and ping) before taking the lock: a slow engine must not hold up the others."""
         try:
@@ -196,7 +191,7 @@ class Controller:
 
     def _find(self) -> Worker | None:
         worker = self.backend.find()
-        utils.incidents.clear(FOREIGN_INCIDENT, f"The foreign {self.noun} named {config.settings().CONTAINER_NAME} is gone")
+        utils.incidents.clear(FOREIGN_INCIDENT, f"The foreign {worker_noun(self.backend)} named {config.settings().CONTAINER_NAME} is gone")
         return worker
 
     # --- applying a ranking ---
@@ -215,7 +210,7 @@ class Controller:
                 return down
             return self._run("Worker control", lambda: self._apply(best, ranked, dry_run, hold), down=down,
                              error=WorkerResult(Outcome.FAILED, "worker control failed (see the log)"),
-                             foreign=WorkerResult(Outcome.FAILED, f"a {self.noun} SmartMiner did not make holds the worker's name"))
+                             foreign=WorkerResult(Outcome.FAILED, f"a {worker_noun(self.backend)} SmartMiner did not make holds the worker's name"))
 
     def _apply(self, best: Coin | None, ranked: list[Coin], dry_run: bool, hold: AbstractSet[str]) -> WorkerResult:
         s = config.settings()
@@ -383,11 +378,9 @@ def configure(backend: WorkerBackend | None = None, read_summary: SummaryReader 
     """Wire the process's controller: the worker backend (default: one container on this engine),
     the watchdog's XMRig reader, and who is told each healthy reading (measured hashrate).
 
-    `on_switch(previous, new, reason, gain_pct)` is called once each time a worker was started for
-    a new coin: a first start (previous None), a switch, and a restore after a failed switch (then
-    previous is the coin whose start failed, new the coin mining again, gain_pct None).
-    `after_tick()` is called after each watchdog tick that ran (not while paused); main passes
-    the fleet's `report_nodes` in swarm mode. A failing hook is one log line, never a fault here."""
+    `on_switch(previous, new, reason, gain_pct)`: once per worker started for a new coin (a start:
+    previous None; a switch; a restore: previous is the coin whose start failed, gain_pct None).
+    `after_tick()`: after each watchdog tick that ran (not while paused). A failing hook is one log line."""
     global _active
     made = Controller(backend or ContainerBackend(Engine()), read_summary, on_reading, on_switch, after_tick)
     with _active_lock:
