@@ -16,6 +16,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,15 +24,23 @@ import api_wrapper
 import commands
 import config
 import discord_service
+import fleet
+import fleet_health
+import hashrates
 import healthcheck
+import history
 import miner_controller
 import owner_choice
 import profit_loop
+import reaper
 import startup_checks
 import strategy
 import utils
 import xmrig
+from coin import Coin
+from engine import Engine, EngineDown
 from utils import log
+from worker_backend import ContainerBackend, Worker, WorkerBackend
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -51,23 +60,109 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- wiring ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Wiring:
-    """The collaborators main hands out: the loop's worker controls, the command runner shared by
-    the pipe and Discord, the engine check and the worker's status for the API."""
+    """The collaborators main hands out: the loop's worker controls and market hooks, the command
+    runner shared by the pipe and Discord, the engine check, the worker's status for the API, the
+    history store and the measured hashrates."""
 
     worker: profit_loop.WorkerOps
+    market: profit_loop.MarketOps
     run_command: commands.Runner
     engine_reachable: Callable[[], bool]
     worker_status: Callable[[], dict]
+    engine: Engine
+    history: history.HistoryStore
+    hashrates: hashrates.HashrateBook
 
 
-def wire() -> Wiring:
-    """Connect the parts. No I/O: the controller reaches the engine on first use."""
-    miner_controller.configure(read_summary=xmrig.read_summary)  # the watchdog's XMRig reader
+def reading_hook(book: hashrates.HashrateBook, store: history.HistoryStore, s: config.Settings):
+    """What the watchdog does with each reading of the healthy worker: a hashrate sample for the
+    history, and (after HASHRATE_MIN_SECONDS of mining) the measured hashrate for the analysis."""
+
+    def on_reading(worker: Worker, summary: xmrig.Summary, now: float) -> None:
+        if not worker.coin_key:
+            return
+        sample = summary.hashrate_60s if summary.hashrate_60s is not None else summary.hashrate_10s
+        store.record_hashrate(worker.coin_key, sample or 0.0, when=now)
+        hashrates.observe(book, worker.coin_key, summary.algo, summary.total, summary.uptime or 0.0,
+                          s.HASHRATE_MIN_SECONDS, s.MY_HASHRATE_KH * 1000.0, now)
+
+    return on_reading
+
+
+def switch_hook(store: history.HistoryStore):
+    def on_switch(previous: Coin | None, new: Coin, reason: str, gain_pct: float | None) -> None:
+        store.record_switch(previous, new, reason, gain_pct)
+
+    return on_switch
+
+
+def incident_hook(store: history.HistoryStore):
+    def on_incident(key: str, text: str, opened: bool) -> None:
+        if opened:
+            store.incident_started(key, text)
+        else:
+            store.incident_cleared(key)
+
+    return on_incident
+
+
+def status_lines(store: history.HistoryStore) -> Callable[[], list[str]]:
+    return lambda: history.status_lines(store.last_switch(), store.average_income(24), time.time())
+
+
+def choose_backend(s: config.Settings, engine: Engine) -> WorkerBackend:
+    """FLEET_MODE: one container on this engine, or a global Swarm service for the whole fleet."""
+    return fleet.SwarmBackend(engine) if s.FLEET_MODE == "swarm" else ContainerBackend(engine)
+
+
+def no_summary() -> None:
+    """Swarm mode: the watchdog reads task states, not this node's XMRig (a 0 H/s here must not
+    restart every rig's task)."""
+    return None
+
+
+def wire(s: config.Settings) -> Wiring:
+    """Connect the parts. No I/O: the engine is reached, the history opened and the hashrates read
+    only when the daemon starts."""
+    engine = Engine()
+    backend = choose_backend(s, engine)
+    store = history.HistoryStore(s.PATH_DB, s.HISTORY_DAYS)
+    book = hashrates.HashrateBook(s.PATH_HASHRATES)
+    swarm = s.FLEET_MODE == "swarm"
+    miner_controller.configure(
+        backend=backend,
+        read_summary=no_summary if swarm else xmrig.read_summary,
+        on_reading=reading_hook(book, store, s),
+        on_switch=switch_hook(store),
+        after_tick=backend.report_nodes if swarm else None,
+    )
     worker = profit_loop.WorkerOps(manage=miner_controller.manage_worker, stop=miner_controller.stop_worker,
                                    watchdog_tick=miner_controller.watchdog_tick)
+    market = profit_loop.MarketOps(
+        hashrate_for=book.hashrate_for,
+        on_analysis=lambda result: store.record_analysis(result.coins, result.skipped_dicts(), when=result.finished),
+    )
     controls = commands.WorkerControls(stop_worker=miner_controller.stop_worker,
-                                       reset_watchdog=miner_controller.reset_watchdog)
-    return Wiring(worker, commands.runner(controls), miner_controller.engine_reachable, miner_controller.worker_status)
+                                       reset_watchdog=miner_controller.reset_watchdog,
+                                       status_extra=status_lines(store))
+    return Wiring(worker, market, commands.runner(controls), miner_controller.engine_reachable,
+                  miner_controller.worker_status, engine, store, book)
+
+
+def fleet_problem(s: config.Settings, engine: Engine) -> str | None:
+    """Swarm mode only: why this manager cannot drive a fleet (a bad constraint, an engine that is
+    not a Swarm manager), or None. An engine that does not answer is retried like in single mode."""
+    if s.FLEET_MODE != "swarm":
+        return None
+    problem = fleet_health.constraint_problem(s.FLEET_CONSTRAINT)
+    if problem:
+        return problem
+    try:
+        return fleet.check_manager(engine.client())
+    except EngineDown as exc:
+        log(f"[WARN] Swarm mode: the Docker engine does not answer ({exc}); the manager role is checked "
+            "when it does", force=True)
+        return None
 
 
 # --- one analysis, then exit -----------------------------------------------------------------------
@@ -75,7 +170,17 @@ def run_once(args: argparse.Namespace, wiring: Wiring) -> int:
     problems = [c for c in startup_checks.run_checks(config.settings()) if c.fatal_once]
     if problems:
         return EXIT_CONFIG
-    result = profit_loop.analyse()
+    wiring.hashrates.load()
+    wiring.history.start()
+    try:
+        return apply_once(args, wiring)
+    finally:
+        wiring.history.close()
+
+
+def apply_once(args: argparse.Namespace, wiring: Wiring) -> int:
+    """The analysis of `--once`, shown and (without --dry-run) applied; recorded in the history."""
+    result = profit_loop.analyse(market=wiring.market)
     if result is None:
         return EXIT_CONFIG
     if args.json:
@@ -117,7 +222,8 @@ def guarded(name: str, target: Callable[[], None]) -> Callable[[], None]:
 def start_services(s: config.Settings, wiring: Wiring) -> Services:
     svc = Services()
     try:
-        svc.api = api_wrapper.make_server(s.API_HOST, s.API_PORT, worker_status=wiring.worker_status)
+        svc.api = api_wrapper.make_server(s.API_HOST, s.API_PORT, worker_status=wiring.worker_status,
+                                          history_store=wiring.history)
         svc.spawn("api", svc.api.serve_forever)
         log(f"[INFO] API on http://{s.API_HOST}:{s.API_PORT} (/1/summary, /status, /healthz, /metrics)", force=True)
     except OSError as exc:
@@ -160,23 +266,33 @@ def startup_banner(s: config.Settings, dry_run: bool) -> None:
     log(f"[INFO] SmartMiner Manager starting: {s.MY_HASHRATE_KH:g} kH/s, {s.MINER_THREADS} thread(s), "
         f"check every {s.HOURS_INTERVAL:g} h, switch at +{(s.INCOME_TRESHOLD - 1) * 100:.0f}%"
         + (" (dry run: no container is started or stopped)" if dry_run else ""), force=True)
-    log(f"[INFO] Worker: container {s.CONTAINER_NAME}, image {s.IMAGE_NAME}", force=True)
+    kind = "Swarm service (global, " + s.FLEET_CONSTRAINT + ")" if s.FLEET_MODE == "swarm" else "container"
+    log(f"[INFO] Worker: {kind} {s.CONTAINER_NAME}, image {s.IMAGE_NAME}", force=True)
 
 
 def run_daemon(args: argparse.Namespace, wiring: Wiring) -> int:
     s = config.settings()
     install_signal_handlers()
     startup_banner(s, args.dry_run)
+    problem = None if args.dry_run else fleet_problem(s, wiring.engine)
+    if problem:
+        log(f"[ERROR] {problem}", force=True)
+        return EXIT_CONFIG
+    reaper.start(config.state.shutdown)
     owner_choice.restore_runtime(s.PATH_RUNTIME)
+    wiring.hashrates.load()
+    wiring.history.start()
+    utils.incidents.observe(incident_hook(wiring.history))
     problems = startup_checks.run_checks(s, engine_reachable=None if args.dry_run else wiring.engine_reachable)
     svc = start_services(s, wiring)
     hints = startup_checks.setup_hints(problems)
     utils.notify("SmartMiner Manager started" + (f" on {s.MY_HASHRATE_KH:g} kH/s" if not hints else "") + (f"\n{hints}" if hints else ""))
     try:
-        profit_loop.profit_loop(args.dry_run, wiring.worker)
+        profit_loop.profit_loop(args.dry_run, wiring.worker, wiring.market)
     finally:
         log("[INFO] Stopping services...", force=True)
         stop_services(svc)
+        wiring.history.close()
     log("[INFO] SmartMiner Manager stopped; the worker container keeps mining", force=True)
     return EXIT_OK
 
@@ -192,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     utils.setup_logging(s.LOG_LEVEL)
     if args.healthcheck:
         return healthcheck.healthcheck()
-    wiring = wire()
+    wiring = wire(s)
     if args.once:
         return run_once(args, wiring)
     return run_daemon(args, wiring)

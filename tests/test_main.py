@@ -276,7 +276,7 @@ def test_a_failing_loop_step_is_logged_with_its_cause_and_the_loop_goes_on(tmp_p
 # --- the watchdog step on a real engine ---------------------------------------------------------
 @pytest.mark.slow
 def test_a_worker_removed_by_hand_comes_back_from_the_last_ranking(worker):
-    ops = main.wire().worker
+    ops = main.wire(config.settings()).worker
     config.state.update(last_ranking=[make_coin("aaa", 2.0), make_coin("bbb", 1.0)])
     assert engine_view(worker) is None
     profit_loop.watchdog_step(dry_run=False, worker=ops)
@@ -288,7 +288,7 @@ def test_a_worker_removed_by_hand_comes_back_from_the_last_ranking(worker):
 
 @pytest.mark.slow
 def test_while_paused_the_watchdog_step_removes_any_worker(worker):
-    ops = main.wire().worker
+    ops = main.wire(config.settings()).worker
     config.state.update(last_ranking=[make_coin("aaa", 2.0)])
     profit_loop.watchdog_step(dry_run=False, worker=ops)
     assert engine_view(worker) is not None
@@ -305,7 +305,7 @@ def test_services_wire_discord_pipe_and_api_to_one_state(tmp_path):
     s = config.override(DC_API_KEY="test.bot.token", DC_USER_ID=str(owner), API_HOST="127.0.0.1",
                         API_PORT=free_port(), PIPE_PATH=str(tmp_path / "miner_comm"))
     with DiscordStandIn() as dc, dc.patched():
-        svc = main.start_services(s, main.wire())
+        svc = main.start_services(s, main.wire(config.settings()))
         try:
             assert svc.discord is not None and svc.discord.ready.wait(15)
             utils.notify("SmartMiner Manager started")
