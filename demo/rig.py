@@ -196,6 +196,8 @@ def rig_env(workdir: str, **overrides: str) -> dict[str, str]:
         PATH_HISTORY=os.path.join(j, "history.json"),
         PATH_XMRIG_CONFIG=os.path.join(j, "config.json"),
         PATH_RUNTIME=os.path.join(j, "runtime.json"),
+        PATH_HASHRATES=os.path.join(j, "hashrates.json"),
+        PATH_DB=os.path.join(j, "smartminer.db"),
         PIPE_PATH=os.path.join(workdir, "miner_comm"),
         API_HOST="127.0.0.1",
         API_PORT=str(free_port()),

@@ -10,13 +10,17 @@ import os
 import re
 import signal
 import time
+import urllib.error
 import urllib.request
 
 import docker
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from demo.rig import build_rig
 from tests.conftest import require
+from tests.dashboard_standin import wait_rendered
 
 pytestmark = pytest.mark.slow  # the daemon, Chromium and a private dockerd
 
@@ -208,3 +212,87 @@ def test_8_sigterm_exits_cleanly_and_leaves_the_worker_mining(rig):
     assert rig.proc.wait(timeout=10) == 0
     assert running_coin(rig) == coin
     assert "worker container keeps mining" in rig.logs()
+
+
+# --- history: what the day above left behind (issue 11) ---------------------------------------------
+def history(rig, hours: int = 24) -> dict:
+    return rig.get_json(f"/history?hours={hours}")
+
+
+def switched_to(rig, key: str):
+    return next((s for s in history(rig)["switches"] if s["to"] == key), None)
+
+
+def test_9_history_kept_the_analyses_and_the_switches(rig):
+    """The run above: a first start, a switch on `miner start`, several analyses. The daemon was
+    stopped by test 8; it starts again on the same files, which is also a manager restart."""
+    rig.start_daemon()
+    rig.wait_for(lambda: status(rig).get("current_coin"), 60, "the restarted daemon to read the worker back")
+    data = rig.wait_for(lambda: (h := history(rig)) and h["switches"] and h, 30, "the switch log")
+    assert len(data["analyses"]) >= 3  # the first, the checks while paused, the ones after
+    row = data["analyses"][-1]["coins"][0]
+    assert set(row) >= {"key", "coin", "symbol", "income_usd", "profit_usd", "hashrate_hs", "price_usd", "nethash_hs"}
+    starts = [s for s in data["switches"] if s["from"] is None]
+    switches = [s for s in data["switches"] if s["from"] is not None]
+    assert starts and switches, data["switches"]
+    assert switches[-1]["to"] == running_coin(rig) and switches[-1]["gain_pct"] > 5  # the threshold was +5 %
+    assert all(set(s) >= {"time", "from", "to", "reason", "gain_pct"} for s in data["switches"])
+    try:
+        urllib.request.urlopen(rig.api + "/history?hours=abc", timeout=5)
+        raise AssertionError("a bad hours value must get a 400")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400 and "hours" in exc.read().decode()
+
+
+def test_10_the_dashboard_renders_this_daemons_history_in_chromium(rig):
+    options = webdriver.ChromeOptions()
+    options.binary_location = require("/usr/bin/chromium", "Chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1366,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(require("/usr/bin/chromedriver", "ChromeDriver")), options=options)
+    try:
+        driver.get(rig.api + "/")
+        wait_rendered(driver)
+        page = driver.execute_script("""
+            const rows = Array.from(document.querySelectorAll('#switches tbody tr')).map(r => r.textContent);
+            const canvases = ['income-chart', 'hashrate-chart'].map(id => {
+              const c = document.querySelector('#' + id + ' canvas'); return c ? c.width * c.height : 0; });
+            return {rows, canvases, coin: document.getElementById('coin').textContent};
+        """)
+        artifacts = os.environ.get("SMARTMINER_ARTIFACTS", "/tmp/smartminer-artifacts")
+        os.makedirs(artifacts, exist_ok=True)
+        assert driver.save_screenshot(os.path.join(artifacts, "dashboard-e2e.png"))
+    finally:
+        driver.quit()
+    assert all(area > 0 for area in page["canvases"]), page
+    last = history(rig)["switches"][-1]
+    assert any(last["to_name"] in row for row in page["rows"]), page["rows"]
+    assert page["coin"] and page["coin"] != "-"
+
+
+def test_11_a_corrupt_history_file_leaves_the_daemon_mining_with_one_error_line(rig):
+    coin = running_coin(rig)
+    assert rig.stop_daemon() == 0
+    db = rig.env["PATH_DB"]
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.unlink(db + suffix)
+    with open(db, "wb") as fh:
+        fh.write(b"this is not a database, it is garbage " * 200)
+    log_before = len(rig.logs())
+    rig.start_daemon()
+    rig.wait_for(lambda: status(rig).get("current_coin") == coin, 60, "the daemon to carry on mining")
+    try:
+        urllib.request.urlopen(rig.api + "/history", timeout=5)
+        raise AssertionError("/history must say the store is off")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+    check_now(rig)
+    assert running_coin(rig) == coin
+    new_log = rig.logs()[log_before:]
+    off_lines = [line for line in new_log.splitlines() if "History store off" in line]
+    assert len(off_lines) == 1, off_lines
+    assert "Traceback" not in new_log
+    assert open(db, "rb").read(20) == b"this is not a databa"  # never dropped
