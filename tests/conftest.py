@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import subprocess
 from typing import Any
+
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -114,3 +117,18 @@ def _fresh_state():
     config.set_settings(None)
     config.reset_state()
 from tests.fixtures_docker import docker_engine  # noqa: F401
+
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, probe: Callable[[], T], timeout: float, step: float = 0.25) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` and its last value."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not value:
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
+        time.sleep(step)
+        value = probe()
+    return value

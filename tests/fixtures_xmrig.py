@@ -5,34 +5,17 @@ a missing binary fails the test that needs it, never skips it.
 """
 from __future__ import annotations
 
-import time
-from typing import Callable, TypeVar
 
 import pytest
 
 from demo.dockerd import build_xmrig_image
 from demo.fetch_xmrig import ENV_OVERRIDE, binary_path
-from tests.conftest import require
+from tests.conftest import require, wait_until  # noqa: F401  (wait_until: re-exported for the XMRig tests)
 
 XMRIG_IMAGE = "smartminer_xmrig:test"
-T = TypeVar("T")
-
-
 def xmrig_binary() -> str:
     """The test XMRig's path ($SMARTMINER_XMRIG, else the `make xmrig` cache); fails when missing."""
     return require(binary_path(), f"The test XMRig (`make xmrig` fetches it; {ENV_OVERRIDE} points elsewhere)")
-
-
-def wait_until(what: str, probe: Callable[[], T], timeout: float, step: float = 0.25) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` and its last value."""
-    deadline = time.monotonic() + timeout
-    value = probe()
-    while not value:
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
-        time.sleep(step)
-        value = probe()
-    return value
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from miner_controller import Controller, Outcome
 from tests.fixtures_swarm import set_availability, swarm_engine, swarm_pair  # noqa: F401
 from worker_backend import ForeignWorker, StartFailed
 from worker_spec import worker_command
+from tests.conftest import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = fleet.Timings(restart_delay_s=0.5, update_delay_s=0.0, monitor_s=1.0)
@@ -40,13 +41,7 @@ def make_coin(key: str, income: float = 1.0, wallet: str | None = None) -> Coin:
 
 def wait_for(what: str, cond, deadline_s: float = 90.0, step: float = 0.25):
     """Poll `cond` until it returns something truthy; fail naming `what` if it never does."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"never happened within {deadline_s:g}s: {what}")
+    return wait_until(what, cond, deadline_s, step)
 
 
 def use_settings(url: str, image: str, tmp_path, **extra: str) -> config.Settings:

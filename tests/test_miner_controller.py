@@ -30,7 +30,7 @@ import utils
 from demo.dockerd import build_standin_image, start_private_dockerd
 from demo.rig import free_port
 from miner_controller import Outcome, WorkerResult
-from tests.conftest import make_coin
+from tests.conftest import make_coin, wait_until
 from watchdog import Failures, forgive_after
 
 pytestmark = pytest.mark.slow
@@ -39,15 +39,9 @@ coin = make_coin  # test_main imports this and the fixtures below from here
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def wait_for(what: str, cond, deadline_s: float = 30.0, step: float = 0.1):
+def wait_for(what: str, cond, deadline_s: float = 30.0, step: float = 0.25):
     """Poll `cond` until it returns something truthy; fail naming `what` if it never does."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"never happened: {what}")
+    return wait_until(what, cond, deadline_s, step)
 
 
 class Records(logging.Handler):
