@@ -82,6 +82,12 @@ def log_since(rig: Rig, offset: int) -> str:
     return rig.logs()[offset:]
 
 
+def level_of(line: str) -> str | None:
+    """The level of a daemon log line ("2026-01-01 12:00:00 ERROR    text"), None for other lines."""
+    words = line.split(maxsplit=3)
+    return words[2] if len(words) >= 3 else None
+
+
 def restart_daemon(rig: Rig) -> int:
     """SIGTERM the manager (it must exit 0), start it again; the log offset where the new run begins."""
     assert rig.stop_daemon() == 0, log_since(rig, 0)[-3000:]
@@ -98,7 +104,7 @@ def test_0_an_engine_not_in_a_swarm_exits_2_with_one_clear_line(rig, docker_engi
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert out.returncode == 2, out.stdout + out.stderr
     lines = (out.stdout + out.stderr).splitlines()
-    errors = [line for line in lines if "[ERROR]" in line or "Traceback" in line]
+    errors = [line for line in lines if level_of(line) in ("ERROR", "CRITICAL") or "Traceback" in line]
     assert len(errors) == 1, lines
     assert "not in a swarm" in errors[0] and "docker swarm init" in errors[0]
     assert not [c for c in docker_engine.client.containers.list(all=True) if c.name == env["CONTAINER_NAME"]]
