@@ -85,6 +85,24 @@ class Memory:
     zero_since: dict[str, float] = field(default_factory=dict)  # worker ident -> first 0 H/s seen
 
 
+# XMRig's 10 s average is null until it has data; past this much uptime a null means it is not mining.
+WARM_UP_SECONDS = 60.0
+
+
+def mining_rate(summary: Summary | None) -> float | None:
+    """The worker's 10 s hashrate; None while that says nothing yet (no summary, or XMRig warming up).
+
+    XMRig whose pool is gone reports `[null, null, null]`, not zeros: once it has been up past the
+    warm-up, a null counts as 0 H/s, so a dead pool is seen."""
+    if summary is None:
+        return None
+    if summary.hashrate_10s is not None:
+        return summary.hashrate_10s
+    if summary.uptime is not None and summary.uptime >= WARM_UP_SECONDS:
+        return 0.0
+    return None
+
+
 class Watchdog:
     """Checks the worker through `backend`; `lock` is the controller's lock for worker changes."""
 
@@ -151,7 +169,7 @@ class Watchdog:
 
     def _zero_for(self, worker: Worker, summary: Summary | None, now: float) -> float | None:
         """Seconds this running worker has reported 0 H/s, None while it mines (or says nothing)."""
-        rate = summary.hashrate_10s if summary is not None else None
+        rate = mining_rate(summary)
         if rate is None:
             return None
         if rate > 0:

@@ -229,3 +229,12 @@ def test_the_controllers_foreign_worker_messages_name_the_backends_unit(notes, m
     monkeypatch.setattr(rig, "find", lambda: None)
     c.manage_worker(None, [])  # no coin to mine, but the name is free again
     assert notes[-1] == f"The foreign {noun} named {config.settings().CONTAINER_NAME} is gone"
+
+
+def test_a_null_hashrate_counts_as_zero_only_after_xmrigs_warm_up():
+    """XMRig 6.16 whose pool is gone reports [null, null, null] (seen with the real binary), not zeros."""
+    assert watchdog.mining_rate(None) is None
+    assert watchdog.mining_rate(Summary(hashrate_10s=None, uptime=5.0)) is None  # warming up: no data yet
+    assert watchdog.mining_rate(Summary(hashrate_10s=None, uptime=None)) is None
+    assert watchdog.mining_rate(Summary(hashrate_10s=None, uptime=watchdog.WARM_UP_SECONDS)) == 0.0  # dead pool
+    assert watchdog.mining_rate(Summary(hashrate_10s=28.5, uptime=5.0)) == 28.5
