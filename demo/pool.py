@@ -164,6 +164,9 @@ class StratumPool:
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # stop(): end quietly. Re-raised, asyncio's stream callback logs the cancellation as an error.
+            pass
         finally:
             self._writers.discard(writer)
             writer.close()
