@@ -113,6 +113,7 @@ class Tuning:
     page_load: str = "none"  # WebDriver page-load strategy; "eager" makes each navigation wait for DOMContentLoaded
     reuse_tabs: bool = True  # a finished page's tab (and renderer process) takes the next page
     process_per_site: bool = False  # --process-per-site: one renderer for all pages of a site
+    single_process: bool = False  # --single-process: browser, renderers and services in one process
 
 
 class BrowserError(Exception):
@@ -306,6 +307,25 @@ class Browser:
         self._release_driver()
         shutil.rmtree(self.profile_dir, ignore_errors=True)
 
+    def cpu_wait(self) -> float:
+        """Seconds the browser's threads have spent runnable but waiting for a CPU (their run delay in
+        /proc/PID/task/TID/schedstat), summed over every thread alive now. At BROWSER_NICE 19 next to a
+        miner on every core this grows about as fast as the clock: the browser is being held back."""
+        self.remember_tree()
+        total = 0
+        for pid in list(self.procs):
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                        total += int(fh.read().split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        return total / 1e9
+
     def kill(self) -> None:
         """Stop it now, from another thread: any call the worker is blocked in fails at once."""
         self.remember_tree()
@@ -352,6 +372,8 @@ def _options(profile_dir: str, tuning: Tuning) -> Options:
     opts.add_argument(f"--user-data-dir={profile_dir}")
     if tuning.process_per_site:
         opts.add_argument("--process-per-site")
+    if tuning.single_process:
+        opts.add_argument("--single-process")
     opts.add_experimental_option("excludeSwitches", ["enable-automation"])
     if tuning.blank_start:
         opts.add_experimental_option("prefs", START_PREFS)

@@ -30,6 +30,7 @@ CONSENT_SELECTORS = ".fc-cta-consent, .fc-primary-button"
 WAIT_SLICE_SECONDS = 1.0  # one in-page wait at most this long, so an abort is seen between slices
 LOADING_PAUSE = 0.05  # while a tab still shows about:blank (navigation not committed yet)
 POLL_SECONDS = 0.05
+STARVED_FACTOR = 10  # a page held back by a busy CPU gets up to this many times PAGE_TIMEOUT
 ABORT_GRACE_SECONDS = 1.0  # after an abort, how long workers get to stop before their browsers are killed
 ABORT_GIVE_UP_SECONDS = 60.0  # a worker stuck outside any browser call (should not happen) is left behind
 
@@ -120,9 +121,29 @@ def start_browser(tuning: Tuning | None = None) -> Browser:
 class _Page:
     url: str
     started: float  # monotonic, when it was first asked for
-    deadline: float = 0.0  # set when its first navigation starts
+    deadline: float = 0.0  # set when its first navigation starts; moved on while the browser waits for CPU
     handle: str | None = None
     attempt: int = 1
+    loading_since: float = 0.0  # monotonic, when its (latest) navigation started
+    cpu_wait: float = 0.0  # the browser's cpu_wait() then
+    extended: float = 0.0  # seconds added to the deadline so far
+
+
+def extend_for_cpu_wait(browser: Browser, page: _Page, timeout: float) -> bool:
+    """Move the page's deadline on by the time the browser has been waiting for a CPU since the page
+    started loading (at most STARVED_FACTOR x PAGE_TIMEOUT in all). True when it moved.
+
+    The browser runs at BROWSER_NICE: next to a miner on every core it gets a sliver of CPU, and a
+    page that needs half a CPU-second then takes minutes. A timeout is for a page or server that does
+    not answer, not for a browser the scheduler holds back on purpose."""
+    now = time.monotonic()
+    held = min(max(0.0, browser.cpu_wait() - page.cpu_wait), now - page.loading_since)
+    wanted = min(held, timeout * (STARVED_FACTOR - 1))
+    if wanted - page.extended < 0.5:
+        return False
+    page.deadline += wanted - page.extended
+    page.extended = wanted
+    return True
 
 
 def _guard(abort: threading.Event, fn: Callable, *args):
@@ -143,6 +164,7 @@ def navigate(browser: Browser, page: _Page, abort: threading.Event) -> None:
     """Open a tab for the page and start loading it (returns at once: the page-load strategy is "none")."""
     if not page.deadline:
         page.deadline = time.monotonic() + config.settings().PAGE_TIMEOUT
+    page.loading_since, page.cpu_wait = time.monotonic(), browser.cpu_wait()
     page.handle = _guard(abort, browser.open_tab)
     try:
         _guard(abort, browser.driver.get, page.url)
@@ -170,11 +192,12 @@ def wait_for(browser: Browser, page: _Page, abort: threading.Event) -> str:
             raise RenderError(f"HTTP {status}")
         if state == "neterror":
             raise RenderError("page did not load (network error)")
-        if time.monotonic() >= page.deadline:
+        if time.monotonic() >= page.deadline and not extend_for_cpu_wait(browser, page, timeout):
+            held = f" (and {page.extended:.0f} s more: the browser waited for CPU)" if page.extended else ""
             if state == "loading":
-                raise RenderError(f"page did not load within {timeout:g} s")
+                raise RenderError(f"page did not load within {timeout:g} s{held}")
             what = "has no #nethash element" if state == "missing" else "#nethash stayed empty"
-            raise RenderError(f"timed out after {timeout:g} s: page {what}")
+            raise RenderError(f"timed out after {timeout:g} s{held}: page {what}")
         if state == "loading":
             time.sleep(LOADING_PAUSE)
 

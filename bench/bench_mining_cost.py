@@ -1,0 +1,332 @@
+"""What an analysis costs the miner: the real XMRig's hashrate while analyses of realistic pages run back
+to back, against its hashrate just before and just after (XMRig alone).
+
+XMRig 6.16.0 (the test binary, `make xmrig`) mines RandomX in light mode on every core (--threads =
+cores) at normal priority against the pool stand-in (demo/pool.py). A window is --window seconds
+(>= 65): XMRig's own 60 s average, read at the window's end, covers only that window. Windows, in
+this order: idle, ours (BROWSER_NICE=19, the default), idle, the seed's approach (a fresh Chromium per
+page at normal priority, see bench_analysis.py), idle, ours at nice 0, idle, ours with SCHED_IDLE, idle.
+"Kept" = the window's hashrate / the mean of the idle windows on either side.
+
+Arrangements:
+- host: XMRig and the analyses are processes on this machine;
+- containers (--containers): XMRig is the worker container (Docker's default CPU weight, 1024) and
+  the analyses run in a manager container with cpu_shares 128 (as docker-compose.yml sets), or 1024
+  for comparison, both on a private dockerd. The manager container runs this machine's Python,
+  venv and Chromium through read-only bind mounts (no registry here to build the real image from).
+
+    .venv/bin/python bench/bench_mining_cost.py [--window 70] [--containers] [--host]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import config  # noqa: E402
+import jsTrigger  # noqa: E402
+import reaper  # noqa: E402
+from bench.measure import ROOT, MarketProcess, load1  # noqa: E402
+from browser import Tuning  # noqa: E402
+
+WALLET = "4BENCHWALLET0123456789abcdef"
+VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+
+
+# --- analyses back to back ------------------------------------------------------------------------
+@dataclass
+class Loop:
+    analyses: int = 0  # finished within the window
+    pages: int = 0  # of every analysis started in the window (the last one ends after it)
+    rendered: int = 0
+    walls: list[float] = field(default_factory=list)  # every analysis's wall time, the last one's too
+
+    def median_wall(self) -> float:
+        ordered = sorted(self.walls)
+        return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def analyse_once(approach: str, urls: list[str]) -> int:
+    """One analysis; how many pages were rendered."""
+    if approach == "seed":
+        from bench.bench_analysis import seed_process_urls
+
+        return sum(1 for h in seed_process_urls(urls).values() if "H/s</span>" in h)
+    tuning = Tuning(sched_idle=approach == "ours-idle")
+    return sum(1 for r in jsTrigger.process_urls(urls, tuning=tuning).values() if r.ok)
+
+
+def loop(approach: str, urls: list[str], seconds: float) -> Loop:
+    """Analyses back to back until `seconds` have passed (the last one is finished, not counted)."""
+    out = Loop()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.monotonic()
+        ok = analyse_once(approach, urls)
+        out.analyses += time.monotonic() <= end
+        out.pages += len(urls)
+        out.rendered += ok
+        out.walls.append(time.monotonic() - started)
+    return out
+
+
+def loop_main(args: argparse.Namespace) -> int:
+    """The manager container's command: analyses back to back, the figures as JSON in --out."""
+    config.set_settings(config.load_settings(environ={}, env_file=None))
+    config.override(BROWSER_NICE=args.nice)
+    stop = threading.Event()
+    reaper.start(stop)  # PID 1 of its container: Chromium's orphans are ours
+    with open(args.urls, encoding="utf-8") as fh:
+        urls = [line.strip() for line in fh if line.strip()]
+    result = loop(args.approach, urls, args.seconds)
+    stop.set()
+    with open(args.out, "w", encoding="utf-8") as fh:
+        json.dump(result.__dict__, fh)
+    return 0
+
+
+# --- XMRig -----------------------------------------------------------------------------------------
+def xmrig_config(http_port: int) -> dict:
+    from demo.dockerd import light_xmrig_config
+
+    cfg = light_xmrig_config(os.path.join(ROOT, "json", "config.json"), http_port)
+    cfg["randomx"].update({"rdmsr": False, "wrmsr": False})  # never touch this shared machine's MSRs
+    cfg["http"]["restricted"] = True
+    return cfg
+
+
+def hashrate(port: int) -> list[float | None]:
+    """XMRig's [10 s, 60 s, 15 min] hashrate (None until it has the data)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/2/summary", timeout=5) as resp:
+        return json.loads(resp.read())["hashrate"]["total"]
+
+
+def wait_hashing(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if hashrate(port)[0]:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise RuntimeError("XMRig reported no hashrate")
+
+
+@dataclass
+class Window:
+    name: str
+    h60: float  # XMRig's 60 s average at the window's end
+    h10_mean: float  # mean of its 10 s averages sampled from 10 s into the window
+    load: float  # 1-minute load average at the window's end
+    run: Loop | None = None
+
+
+def window(name: str, port: int, seconds: float, work=None) -> Window:
+    """`seconds` of XMRig with `work()` running beside it (in a thread) or alone."""
+    result: list[Loop] = []
+    thread = None
+    if work is not None:
+        thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+        thread.start()
+    start = time.monotonic()
+    samples = []
+    while time.monotonic() - start < seconds:
+        time.sleep(2)
+        if time.monotonic() - start >= 10:
+            samples.append(hashrate(port)[0] or 0.0)
+    h60 = hashrate(port)[1] or 0.0
+    load = load1()
+    if thread is not None:
+        thread.join()
+    w = Window(name, h60, sum(samples) / max(1, len(samples)), load, result[0] if result else None)
+    print(f"  {name:28} 60 s avg {w.h60:6.1f} H/s  10 s mean {w.h10_mean:6.1f}  load {load:.2f}"
+          + (f"  analyses {w.run.analyses} in the window, {len(w.run.walls)} started ({w.run.rendered}/{w.run.pages} "
+             f"pages rendered), each {w.run.median_wall():.1f} s (median)" if w.run else ""), flush=True)
+    return w
+
+
+def report(windows: list[Window], seconds: float) -> None:
+    print("  kept (the window's 60 s average / the mean of the idle windows beside it); hashes lost per analysis")
+    print("  = (idle - during) x an analysis's median wall time:")
+    for i, w in enumerate(windows):
+        if w.run is None:
+            continue
+        idle = (windows[i - 1].h60 + windows[i + 1].h60) / 2
+        per = (idle - w.h60) * w.run.median_wall()
+        print(f"    {w.name:44} kept {w.h60 / idle:5.3f}  (idle {idle:.1f} H/s, during {w.h60:.1f}; an analysis takes "
+              f"{w.run.median_wall():.1f} s, {w.run.rendered}/{w.run.pages} pages rendered; ~{per:,.0f} hashes lost per analysis)")
+
+
+# --- the arrangements ------------------------------------------------------------------------------
+SCHEDULE = (("ours (nice 19)", "ours", 19), ("seed approach (nice 0)", "seed", 0), ("ours at nice 0", "ours", 0))
+SCHED_IDLE = ("ours nice 19 + SCHED_IDLE", "ours-idle", 19)
+
+
+def host(seconds: float, binary: str, market: MarketProcess, pool_address: str, threads: int, schedule: tuple) -> None:
+    print(f"\n== host: XMRig ({threads} threads, light mode, nice 0) and the analyses as processes ==")
+    work = tempfile.mkdtemp(prefix="smartminer-bench-")
+    port = _free_port()
+    cfg_path = os.path.join(work, "config.json")
+    with open(cfg_path, "w", encoding="utf-8") as fh:
+        json.dump(xmrig_config(port), fh)
+    log = open(os.path.join(work, "xmrig.log"), "wb")
+    xmrig = subprocess.Popen([binary, f"--config={cfg_path}", "-o", pool_address, "-u", WALLET, "-p", "x",
+                              f"--threads={threads}", "--no-color"], stdout=log, stderr=subprocess.STDOUT)
+    urls = market.urls()
+    try:
+        wait_hashing(port)
+        time.sleep(20)  # past the start-up: the 60 s average settles
+        windows = [window("idle", port, seconds)]
+        for name, approach, nice in schedule:
+            config.override(BROWSER_NICE=nice)
+            windows.append(window(name, port, seconds, lambda a=approach: loop(a, urls, seconds)))
+            windows.append(window("idle", port, seconds))
+        report(windows, seconds)
+    finally:
+        xmrig.terminate()
+        xmrig.wait(20)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def containers(seconds: float, binary: str, market: MarketProcess, pool_address: str, threads: int) -> None:
+    import docker
+
+    from demo.dockerd import build_standin_image, build_xmrig_image, start_private_dockerd
+
+    print(f"\n== containers: worker (XMRig, {threads} threads, cpu_shares default 1024) and manager on a private dockerd ==")
+    base = tempfile.mkdtemp(prefix="smd-", dir="/tmp")
+    engine = start_private_dockerd(base)
+    work = tempfile.mkdtemp(prefix="smartminer-bench-", dir="/tmp")
+    try:
+        client = docker.DockerClient(base_url=engine.url, timeout=60)
+        build_xmrig_image(client, "smartminer_xmrig:bench", binary)
+        build_standin_image(client, "smartminer_manager:bench")
+        port = _free_port()
+        with open(os.path.join(work, "config.json"), "w", encoding="utf-8") as fh:
+            json.dump(xmrig_config(port), fh)
+        with open(os.path.join(work, "urls.txt"), "w", encoding="utf-8") as fh:
+            fh.write("\n".join(market.urls()) + "\n")
+        worker = client.containers.run(
+            "smartminer_xmrig:bench", [f"--config=/config.json", "-o", pool_address, "-u", WALLET, "-p", "x", f"--threads={threads}"],
+            name="bench_worker", network_mode="host", detach=True,
+            volumes={os.path.join(work, "config.json"): {"bind": "/config.json", "mode": "ro"}})
+        try:
+            print(f"  worker cgroup cpu.shares: {cgroup_shares(worker.id)}")
+            wait_hashing(port)
+            time.sleep(20)
+            windows = [window("idle", port, seconds)]
+            for shares in (128, 1024):
+                for name, approach, nice in SCHEDULE[:2]:
+                    label = f"{name}, manager shares {shares}"
+                    windows.append(window(label, port, seconds,
+                                          lambda a=approach, n=nice, s=shares: manager_loop(client, work, a, n, s, seconds)))
+                    windows.append(window("idle", port, seconds))
+            report(windows, seconds)
+        finally:
+            worker.remove(force=True)
+    finally:
+        engine.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def manager_loop(client, work: str, approach: str, nice: int, shares: int, seconds: float) -> Loop:
+    """Analyses back to back inside a manager container with `shares` CPU weight."""
+    out = os.path.join(work, f"loop-{time.monotonic_ns()}.json")
+    binds = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64", "/etc", ROOT, os.path.realpath(sys.prefix),
+                                                     os.path.dirname(os.path.realpath(VENV_PYTHON)) + "/..")
+             if os.path.exists(p)}
+    binds[work] = {"bind": work, "mode": "rw"}
+    cmd = [VENV_PYTHON, os.path.join(ROOT, "bench", "bench_mining_cost.py"), "loop", "--approach", approach,
+           "--nice", str(nice), "--seconds", str(seconds), "--urls", os.path.join(work, "urls.txt"), "--out", out]
+    container = client.containers.run("smartminer_manager:bench", cmd, entrypoint=[], network_mode="host", detach=True,
+                                      cpu_shares=shares, volumes=binds, tmpfs={"/tmp": ""}, working_dir=ROOT,
+                                      environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        time.sleep(1)
+        print(f"    manager cgroup cpu.shares: {cgroup_shares(container.id)}", flush=True)
+        status = container.wait(timeout=seconds + 300)
+        if status.get("StatusCode") != 0:
+            print(container.logs(tail=20).decode(errors="replace"))
+            return Loop()
+        with open(out, encoding="utf-8") as fh:
+            return Loop(**json.load(fh))
+    finally:
+        container.remove(force=True)
+
+
+def cgroup_shares(container_id: str) -> str:
+    """The container's cpu.shares as the kernel has it (cgroup v1), or why it cannot be read."""
+    for path in (f"/sys/fs/cgroup/cpu/docker/{container_id}/cpu.shares", f"/sys/fs/cgroup/cpu,cpuacct/docker/{container_id}/cpu.shares"):
+        try:
+            with open(path, encoding="ascii") as fh:
+                return fh.read().strip()
+        except OSError:
+            continue
+    return "unreadable (no cgroup v1 cpu folder for the container)"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    lp = sub.add_parser("loop", help="(the manager container's command) analyses back to back")
+    lp.add_argument("--approach", default="ours")
+    lp.add_argument("--nice", type=int, default=19)
+    lp.add_argument("--seconds", type=float, default=70)
+    lp.add_argument("--urls", required=True)
+    lp.add_argument("--out", required=True)
+    parser.add_argument("--window", type=float, default=70)
+    parser.add_argument("--containers", action="store_true", help="the two-container arrangement too")
+    parser.add_argument("--no-host", action="store_true", help="skip the host arrangement")
+    parser.add_argument("--sched-idle", action="store_true", help="also ours with SCHED_IDLE (host)")
+    args = parser.parse_args()
+    if args.command == "loop":
+        return loop_main(args)
+    from demo.fetch_xmrig import binary_path
+    from demo.pool import StratumPool
+
+    config.set_settings(config.load_settings(environ={}, env_file=None))
+    binary = binary_path()
+    if not os.access(binary, os.X_OK):
+        print(f"XMRig missing at {binary}: run `make xmrig`", file=sys.stderr)
+        return 2
+    threads = os.cpu_count() or 1
+    print(f"cores: {threads}, window {args.window:g} s, load at start {load1():.2f}")
+    pool = StratumPool(name="bench").start()
+    market = MarketProcess(realistic=True)
+    reaper_stop = threading.Event()
+    try:
+        if not args.no_host:
+            host(args.window, binary, market, pool.address, threads, SCHEDULE + ((SCHED_IDLE,) if args.sched_idle else ()))
+        if args.containers:
+            containers(args.window, binary, market, pool.address, threads)
+    finally:
+        reaper_stop.set()
+        market.close()
+        pool.stop()
+    print(f"load at end {load1():.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
