@@ -210,7 +210,7 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
     engine = start_private_dockerd(base)
     work = tempfile.mkdtemp(prefix="smartminer-bench-", dir="/tmp")
     try:
-        client = docker.DockerClient(base_url=engine.url, timeout=60)
+        client = docker.DockerClient(base_url=engine.url, timeout=int(seconds) + 900)  # wait() outlasts a starved analysis
         build_xmrig_image(client, "smartminer_xmrig:bench", binary)
         build_standin_image(client, "smartminer_manager:bench")
         port = _free_port()
