@@ -2,6 +2,11 @@
 and kill its whole process tree whatever state it is in.
 
 What makes an analysis cheap here was measured (bench/bench_analysis.py --levers, BENCHMARKS.md):
+- one browser, pages side by side in a few tabs, each tab reused for the next page (a new tab costs
+  ~0.2 CPU-s, a second browser a whole start);
+- --single-process: browser, renderer and network service in one process, no IPC between them
+  (-12 % CPU on realistic pages, -20 % on light ones). Chromium calls it unsupported, so a browser
+  that breaks is replaced by one with the usual process model (jsTrigger);
 - about:blank as the start page: headless Chromium otherwise opens its WebUI new-tab page, a renderer
   that costs ~0.2 CPU-s and is thrown away at the first navigation;
 - minimised windows: hidden pages draw no frames (no compositing, no requestAnimationFrame), which
@@ -113,7 +118,7 @@ class Tuning:
     page_load: str = "none"  # WebDriver page-load strategy; "eager" makes each navigation wait for DOMContentLoaded
     reuse_tabs: bool = True  # a finished page's tab (and renderer process) takes the next page
     process_per_site: bool = False  # --process-per-site: one renderer for all pages of a site
-    single_process: bool = False  # --single-process: browser, renderers and services in one process
+    single_process: bool = True  # --single-process: browser, renderers and services in one process
 
 
 class BrowserError(Exception):

@@ -8,6 +8,7 @@ before `process_urls` returns, errors and aborts included.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -247,6 +248,7 @@ class _Worker:
 
     def __init__(self, job: _Job) -> None:
         self.job = job
+        self.tuning = job.tuning
         self.browser: Browser | None = None
         self.open: deque[_Page] = deque()
 
@@ -286,7 +288,7 @@ class _Worker:
     def start(self, page: _Page) -> None:
         try:
             if self.browser is None:
-                self.browser = start_browser(self.job.tuning)
+                self.browser = start_browser(self.tuning)
                 self.job.track(self.browser)
             navigate(self.browser, page, self.job.abort)
             self.open.append(page)
@@ -321,8 +323,11 @@ class _Worker:
         job.finish(page, PageResult(html=html))
 
     def fault(self, page: _Page | None, reason: str) -> None:
-        """The browser broke: replace it, and give this page and every other open one their retry."""
+        """The browser broke: replace it, and give this page and every other open one their retry. The
+        replacement runs Chromium's usual process model: --single-process is the cheap one, not the
+        proven one, so a page that broke it gets its retry without it."""
         self.retire()
+        self.tuning = dataclasses.replace(self.tuning, single_process=False)
         pages = ([page] if page is not None else []) + list(self.open)
         self.open.clear()
         for other in pages:

@@ -195,7 +195,8 @@ LEVERS: dict[str, Tuning] = {
     "window.stop() at #nethash": Tuning(stop_when_ready=True),
     "page load eager": Tuning(page_load="eager"),
     "a fresh tab per page": Tuning(reuse_tabs=False),
-    "--process-per-site": Tuning(process_per_site=True),
+    "usual process model (no --single-process)": Tuning(single_process=False),
+    "usual model + --process-per-site": Tuning(single_process=False, process_per_site=True),
 }
 
 

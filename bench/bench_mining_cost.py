@@ -56,27 +56,32 @@ class Loop:
         return ordered[len(ordered) // 2] if ordered else 0.0
 
 
-def analyse_once(approach: str, urls: list[str]) -> int:
+def analyse_once(approach: str, urls: list[str], abort: threading.Event) -> int:
     """One analysis; how many pages were rendered."""
     if approach == "seed":
         from bench.bench_analysis import seed_process_urls
 
         return sum(1 for h in seed_process_urls(urls).values() if "H/s</span>" in h)
     tuning = Tuning(sched_idle=approach == "ours-idle")
-    return sum(1 for r in jsTrigger.process_urls(urls, tuning=tuning).values() if r.ok)
+    return sum(1 for r in jsTrigger.process_urls(urls, abort=abort, tuning=tuning).values() if r.ok)
 
 
 def loop(approach: str, urls: list[str], seconds: float) -> Loop:
-    """Analyses back to back until `seconds` have passed (the last one is finished, not counted)."""
+    """Analyses back to back until `seconds` have passed. Ours is aborted at the window's end (the
+    daemon's shutdown path); the seed's approach has no abort and finishes its last analysis."""
     out = Loop()
     end = time.monotonic() + seconds
+    abort = threading.Event()
+    timer = threading.Timer(seconds, abort.set)
+    timer.start()
     while time.monotonic() < end:
         started = time.monotonic()
-        ok = analyse_once(approach, urls)
+        ok = analyse_once(approach, urls, abort)
         out.analyses += time.monotonic() <= end
         out.pages += len(urls)
         out.rendered += ok
         out.walls.append(time.monotonic() - started)
+    timer.cancel()
     return out
 
 
@@ -170,6 +175,10 @@ def report(windows: list[Window], seconds: float) -> None:
 
 # --- the arrangements ------------------------------------------------------------------------------
 SCHEDULE = (("ours (nice 19)", "ours", 19), ("seed approach (nice 0)", "seed", 0), ("ours at nice 0", "ours", 0))
+
+
+def nice_schedule(values: list[int]) -> tuple:
+    return tuple((f"ours at nice {n}", "ours", n) for n in values) + (("seed approach (nice 0)", "seed", 0),)
 SCHED_IDLE = ("ours nice 19 + SCHED_IDLE", "ours-idle", 19)
 
 
@@ -299,6 +308,7 @@ def main() -> int:
     parser.add_argument("--containers", action="store_true", help="the two-container arrangement too")
     parser.add_argument("--no-host", action="store_true", help="skip the host arrangement")
     parser.add_argument("--sched-idle", action="store_true", help="also ours with SCHED_IDLE (host)")
+    parser.add_argument("--nices", help="host: ours at these BROWSER_NICE values (comma-separated) and the seed, instead of the default schedule")
     args = parser.parse_args()
     if args.command == "loop":
         return loop_main(args)
@@ -317,7 +327,8 @@ def main() -> int:
     reaper_stop = threading.Event()
     try:
         if not args.no_host:
-            host(args.window, binary, market, pool.address, threads, SCHEDULE + ((SCHED_IDLE,) if args.sched_idle else ()))
+            schedule = nice_schedule([int(n) for n in args.nices.split(",")]) if args.nices else SCHEDULE
+            host(args.window, binary, market, pool.address, threads, schedule + ((SCHED_IDLE,) if args.sched_idle else ()))
         if args.containers:
             containers(args.window, binary, market, pool.address, threads)
     finally:

@@ -231,9 +231,11 @@ def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, m
                 raise
         return call
 
-    real_wait, real_navigate = jsTrigger.wait_for, jsTrigger.navigate
+    real_wait, real_navigate, real_start = jsTrigger.wait_for, jsTrigger.navigate, jsTrigger.start_browser
     monkeypatch.setattr(jsTrigger, "wait_for", spy(real_wait))
     monkeypatch.setattr(jsTrigger, "navigate", spy(real_navigate))
+    started: list[Tuning] = []
+    monkeypatch.setattr(jsTrigger, "start_browser", lambda tuning=None: started.append(tuning) or real_start(tuning))
 
     def progress(url, message):
         if url == urls[1] and message == "rendering" and victim in ("chromedriver", "chromium"):
@@ -245,6 +247,7 @@ def test_a_browser_killed_mid_run_is_replaced_and_later_pages_render(chromium, m
     assert faults and all(": browser error" in f for f in faults), faults  # a genuine fault, nothing else
     for url in urls:
         assert nethash_of(result[url].html) == "5.12 GH/s", url  # retried on a fresh browser within its budget
+    assert [t.single_process for t in started] == [True, False]  # the replacement: Chromium's usual process model
     assert chromium_descendants() == []
 
 
