@@ -11,9 +11,10 @@ page at normal priority, see bench_analysis.py), idle, ours at nice 0, idle, our
 Arrangements:
 - host: XMRig and the analyses are processes on this machine;
 - containers (--containers): XMRig is the worker container (Docker's default CPU weight, 1024) and
-  the analyses run in a manager container with cpu_shares 128 (as docker-compose.yml sets), or 1024
-  for comparison, both on a private dockerd. The manager container runs this machine's Python,
-  venv and Chromium through read-only bind mounts (no registry here to build the real image from).
+  the analyses run in a manager container with a low weight (cpu_shares 128), a quota of 0.2 CPU
+  (as docker-compose.yml sets), or both; the seed's approach with neither. Both containers run on a
+  private dockerd; the manager container runs this machine's Python, venv and Chromium through
+  read-only bind mounts (no registry here to build the real image from).
 
     .venv/bin/python bench/bench_mining_cost.py [--window 70] [--containers] [--host]
 """
@@ -47,7 +48,7 @@ VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 @dataclass
 class Loop:
     analyses: int = 0  # finished within the window
-    pages: int = 0  # of every analysis started in the window (the last one ends after it)
+    pages: int = 0  # of the analyses finished within the window
     rendered: int = 0
     walls: list[float] = field(default_factory=list)  # every analysis's wall time, the last one's too
 
@@ -77,10 +78,13 @@ def loop(approach: str, urls: list[str], seconds: float) -> Loop:
     while time.monotonic() < end:
         started = time.monotonic()
         ok = analyse_once(approach, urls, abort)
-        out.analyses += time.monotonic() <= end
-        out.pages += len(urls)
-        out.rendered += ok
-        out.walls.append(time.monotonic() - started)
+        if time.monotonic() <= end:  # the last one, cut short or finished after the window, is not counted
+            out.analyses += 1
+            out.pages += len(urls)
+            out.rendered += ok
+            out.walls.append(time.monotonic() - started)
+        elif not out.walls and not abort.is_set():
+            out.walls.append(time.monotonic() - started)  # the only one, longer than the window
     timer.cancel()
     return out
 
@@ -156,8 +160,8 @@ def window(name: str, port: int, seconds: float, work=None) -> Window:
         thread.join()
     w = Window(name, h60, sum(samples) / max(1, len(samples)), load, result[0] if result else None)
     print(f"  {name:28} 60 s avg {w.h60:6.1f} H/s  10 s mean {w.h10_mean:6.1f}  load {load:.2f}"
-          + (f"  analyses {w.run.analyses} in the window, {len(w.run.walls)} started ({w.run.rendered}/{w.run.pages} "
-             f"pages rendered), each {w.run.median_wall():.1f} s (median)" if w.run else ""), flush=True)
+          + (f"  analyses finished in the window {w.run.analyses} ({w.run.rendered}/{w.run.pages} pages rendered), "
+             f"each {w.run.median_wall():.1f} s (median)" if w.run else ""), flush=True)
     return w
 
 
@@ -168,9 +172,10 @@ def report(windows: list[Window], seconds: float) -> None:
         if w.run is None:
             continue
         idle = (windows[i - 1].h60 + windows[i + 1].h60) / 2
-        per = (idle - w.h60) * w.run.median_wall()
-        print(f"    {w.name:44} kept {w.h60 / idle:5.3f}  (idle {idle:.1f} H/s, during {w.h60:.1f}; an analysis takes "
-              f"{w.run.median_wall():.1f} s, {w.run.rendered}/{w.run.pages} pages rendered; ~{per:,.0f} hashes lost per analysis)")
+        took = f"an analysis takes {w.run.median_wall():.1f} s" if w.run.walls else f"no analysis finished in {seconds:g} s"
+        per = f"~{(idle - w.h60) * w.run.median_wall():,.0f} hashes lost per analysis" if w.run.walls else "hashes lost per analysis: unbounded"
+        print(f"    {w.name:44} kept {w.h60 / idle:5.3f}  (idle {idle:.1f} H/s, during {w.h60:.1f}; {took}, "
+              f"{w.run.rendered}/{w.run.pages} pages rendered; {per})")
 
 
 # --- the arrangements ------------------------------------------------------------------------------
@@ -232,16 +237,14 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
             name="bench_worker", network_mode="host", detach=True,
             volumes={os.path.join(work, "config.json"): {"bind": "/config.json", "mode": "ro"}})
         try:
-            print(f"  worker cgroup cpu.shares: {cgroup_shares(worker.id)}")
+            print(f"  worker cgroup: cpu.shares {cgroup_value(worker.id, 'cpu.shares')}")
             wait_hashing(port)
             time.sleep(20)
             windows = [window("idle", port, seconds)]
-            for shares in (128, 1024):
-                for name, approach, nice in SCHEDULE[:2]:
-                    label = f"{name}, manager shares {shares}"
-                    windows.append(window(label, port, seconds,
-                                          lambda a=approach, n=nice, s=shares: manager_loop(client, work, a, n, s, seconds)))
-                    windows.append(window("idle", port, seconds))
+            for label, approach, nice, shares, cpus in CONTAINER_SCHEDULE:
+                windows.append(window(label, port, seconds,
+                                      lambda a=approach, n=nice, s=shares, c=cpus: manager_loop(client, work, a, n, s, c, seconds)))
+                windows.append(window("idle", port, seconds))
             report(windows, seconds)
         finally:
             worker.remove(force=True)
@@ -251,21 +254,32 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def manager_loop(client, work: str, approach: str, nice: int, shares: int, seconds: float) -> Loop:
-    """Analyses back to back inside a manager container with `shares` CPU weight."""
+# (label, approach, BROWSER_NICE, manager cpu_shares, manager cpus (0: no quota))
+CONTAINER_SCHEDULE = (
+    ("ours, manager cpu_shares 128", "ours", 19, 128, 0.0),
+    ("ours, manager cpus 0.2", "ours", 19, 1024, 0.2),
+    ("ours, cpu_shares 128 + cpus 0.2", "ours", 19, 128, 0.2),
+    ("seed approach, default weight", "seed", 0, 1024, 0.0),
+)
+
+
+def manager_loop(client, work: str, approach: str, nice: int, shares: int, cpus: float, seconds: float) -> Loop:
+    """Analyses back to back inside a manager container with `shares` CPU weight and a `cpus` quota."""
     out = os.path.join(work, f"loop-{time.monotonic_ns()}.json")
-    binds = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64", "/etc", ROOT, os.path.realpath(sys.prefix),
-                                                     os.path.dirname(os.path.realpath(VENV_PYTHON)) + "/..")
+    python_home = os.path.dirname(os.path.dirname(os.path.realpath(VENV_PYTHON)))  # the interpreter the venv uses
+    binds = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64", "/etc", os.path.realpath(ROOT), python_home)
              if os.path.exists(p)}
     binds[work] = {"bind": work, "mode": "rw"}
     cmd = [VENV_PYTHON, os.path.join(ROOT, "bench", "bench_mining_cost.py"), "loop", "--approach", approach,
            "--nice", str(nice), "--seconds", str(seconds), "--urls", os.path.join(work, "urls.txt"), "--out", out]
+    limits = {"nano_cpus": int(cpus * 1e9)} if cpus else {}
     container = client.containers.run("smartminer_manager:bench", cmd, entrypoint=[], network_mode="host", detach=True,
                                       cpu_shares=shares, volumes=binds, tmpfs={"/tmp": ""}, working_dir=ROOT,
-                                      environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"})
+                                      environment={"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}, **limits)
     try:
         time.sleep(1)
-        print(f"    manager cgroup cpu.shares: {cgroup_shares(container.id)}", flush=True)
+        print(f"    manager cgroup: cpu.shares {cgroup_value(container.id, 'cpu.shares')}, "
+              f"cpu.cfs_quota_us {cgroup_value(container.id, 'cpu.cfs_quota_us')}", flush=True)
         status = container.wait(timeout=seconds + 300)
         if status.get("StatusCode") != 0:
             print(container.logs(tail=20).decode(errors="replace"))
@@ -276,9 +290,9 @@ def manager_loop(client, work: str, approach: str, nice: int, shares: int, secon
         container.remove(force=True)
 
 
-def cgroup_shares(container_id: str) -> str:
-    """The container's cpu.shares as the kernel has it (cgroup v1), or why it cannot be read."""
-    for path in (f"/sys/fs/cgroup/cpu/docker/{container_id}/cpu.shares", f"/sys/fs/cgroup/cpu,cpuacct/docker/{container_id}/cpu.shares"):
+def cgroup_value(container_id: str, name: str) -> str:
+    """A cpu-controller file of the container's cgroup as the kernel has it (cgroup v1), or why it cannot be read."""
+    for path in (f"/sys/fs/cgroup/cpu/docker/{container_id}/{name}", f"/sys/fs/cgroup/cpu,cpuacct/docker/{container_id}/{name}"):
         try:
             with open(path, encoding="ascii") as fh:
                 return fh.read().strip()
