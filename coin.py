@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from soupManager import format_hashrate
+from soupManager import seed_record
 
 
 def slug_of(url: str) -> str:
@@ -94,16 +94,8 @@ class Coin:
 
     def seed_dict(self) -> dict[str, Any]:
         """The seed's record shape (plus the fields this project added), for `--json` and the seed API."""
-        value, unit = format_hashrate(self.nethash_hs)
-        return {
-            "Coin name": self.name,
-            "Symbol": self.symbol,
-            "Net hashrate": value,
-            "Net hashrate unit": unit,
-            "Price": self.price_usd,
-            "Emission": self.emission_24h,
-            "Income per day": self.coins_per_day,
-            "Income per day in usd": self.income_usd,
+        return seed_record(self.name, self.symbol, self.nethash_hs, self.price_usd, self.emission_24h,
+                           self.coins_per_day, self.income_usd) | {
             "Key": self.key,
             "Url": self.url,
             "Wallet": self.wallet,

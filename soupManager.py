@@ -160,6 +160,22 @@ def coins_per_day(
     return hashrate_hs / network_hs * emission_24h * miner_share * (1.0 - miner_fee - pool_fee)
 
 
+def seed_record(name: str, symbol: str, network_hs: float, price_usd: float, emission_24h: float | None,
+                coins_per_day_: float, income_usd: float) -> dict:
+    """The seed's coin record, keyed by its display strings (shared by getInformation and Coin.seed_dict)."""
+    value, unit = format_hashrate(network_hs)
+    return {
+        "Coin name": name,
+        "Symbol": symbol,
+        "Net hashrate": value,
+        "Net hashrate unit": unit,
+        "Price": price_usd,
+        "Emission": emission_24h,
+        "Income per day": coins_per_day_,
+        "Income per day in usd": income_usd,
+    }
+
+
 class SoupManagerCoin:
     """The seed's class: `SoupManagerCoin(html, hashrate_kh).getInformation()` -> the seed's dict.
 
@@ -193,14 +209,4 @@ class SoupManagerCoin:
         coins = coins_per_day(
             self.hashrate_kh * 1000.0, page.network_hs, emission, self.miner_share, self.miner_fee, self.pool_fee
         )
-        value, unit = format_hashrate(page.network_hs)
-        return {
-            "Coin name": page.name,
-            "Symbol": page.symbol,
-            "Net hashrate": value,
-            "Net hashrate unit": unit,
-            "Price": page.price_usd,
-            "Emission": emission,
-            "Income per day": coins,
-            "Income per day in usd": coins * page.price_usd,
-        }
+        return seed_record(page.name, page.symbol, page.network_hs, page.price_usd, emission, coins, coins * page.price_usd)
