@@ -24,21 +24,21 @@ def test_sensors_found_automatically(rig, cpu, vrm):
     assert sensors.read_sensors(hwmon(rig)) == sensors.Sensors(cpu_temp=cpu, vrm_temp=vrm)
 
 
-def test_amd_without_ccd_values_uses_tctl(tmp_path):
-    chip = tmp_path / "hwmon0"
+def write_chip(folder, name: str, **files: str) -> None:
+    """An hwmon0 chip called `name` under `folder`, with these sysfs files (one line each)."""
+    chip = folder / "hwmon0"
     chip.mkdir()
-    (chip / "name").write_text("k10temp\n")
-    (chip / "temp1_input").write_text("68500\n")
-    (chip / "temp1_label").write_text("Tctl\n")
+    for filename, text in {"name": name, **files}.items():
+        (chip / filename).write_text(text + "\n")
+
+
+def test_amd_without_ccd_values_uses_tctl(tmp_path):
+    write_chip(tmp_path, "k10temp", temp1_input="68500", temp1_label="Tctl")
     assert sensors.read_sensors(str(tmp_path)).cpu_temp == 68.5
 
 
 def test_unreadable_and_garbage_inputs_are_skipped(tmp_path):
-    chip = tmp_path / "hwmon0"
-    chip.mkdir()
-    (chip / "name").write_text("coretemp\n")
-    (chip / "temp1_input").write_text("not a number\n")
-    (chip / "temp2_input").write_text("55000\n")
+    write_chip(tmp_path, "coretemp", temp1_input="not a number", temp2_input="55000")
     assert sensors.read_hwmon(str(tmp_path)) == [sensors.Reading("coretemp", "temp2", 55.0)]
 
 
