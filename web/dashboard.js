@@ -105,9 +105,14 @@
       tr.title = "pool " + (c.pool || "?") + (c.algo ? ", algo " + c.algo : "");
       return tr;
     });
+    fillTable(body, rows, "No ranking yet: the first analysis has not finished.");
+  }
+
+  // A table body with these rows, or one row across its 5 columns saying why there are none.
+  function fillTable(body, rows, emptyText) {
     if (!rows.length) {
       const tr = el("tr");
-      const td = el("td", "No ranking yet: the first analysis has not finished.", "empty");
+      const td = el("td", emptyText, "empty");
       td.colSpan = 5;
       tr.append(td);
       rows.push(tr);
@@ -140,14 +145,7 @@
       tr.title = new Date(s.time * 1000).toString();
       return tr;
     });
-    if (!rows.length) {
-      const tr = el("tr");
-      const td = el("td", "No switches in this range.", "empty");
-      td.colSpan = 5;
-      tr.append(td);
-      rows.push(tr);
-    }
-    body.replaceChildren(...rows);
+    fillTable(body, rows, "No switches in this range.");
   }
 
   // One series per coin, in order of first appearance; x: times; y: null where a coin has no point.
