@@ -386,12 +386,18 @@ def _options(profile_dir: str, tuning: Tuning) -> Options:
     return opts
 
 
+def browser_env(profile_dir: str) -> dict[str, str]:
+    """chromedriver's (and so Chromium's) environment: TMPDIR inside the profile folder, so the
+    org.chromium.Chromium.* socket folder Chromium makes in TMPDIR goes when the profile does."""
+    return {**os.environ, "TMPDIR": profile_dir}
+
+
 def start(tuning: Tuning | None = None) -> Browser:
     """A stealthy headless Chromium at BROWSER_NICE. Raises BrowserError when it cannot start."""
     tuning = tuning or Tuning()
     profile = tempfile.mkdtemp(prefix="smartminer-chrome-")
     try:
-        service = _service_class()(executable_path=config.settings().CHROMEDRIVER_PATH)
+        service = _service_class()(executable_path=config.settings().CHROMEDRIVER_PATH, env=browser_env(profile))
         service.tuning = tuning
         driver = webdriver.Chrome(service=service, options=_options(profile, tuning))
     except Exception as exc:

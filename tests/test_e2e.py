@@ -18,6 +18,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from browser import browser_env
 from demo.rig import build_rig
 from tests.conftest import require
 from tests.dashboard_standin import wait_rendered
@@ -244,14 +245,15 @@ def test_9_history_kept_the_analyses_and_the_switches(rig):
         assert exc.code == 400 and "hours" in exc.read().decode()
 
 
-def test_10_the_dashboard_renders_this_daemons_history_in_chromium(rig):
+def test_10_the_dashboard_renders_this_daemons_history_in_chromium(rig, tmp_path):
     options = webdriver.ChromeOptions()
     options.binary_location = require("/usr/bin/chromium", "Chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--window-size=1366,900"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(require("/usr/bin/chromedriver", "ChromeDriver")), options=options)
+    service = Service(require("/usr/bin/chromedriver", "ChromeDriver"), env=browser_env(str(tmp_path)))
+    driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.get(rig.api + "/")
         wait_rendered(driver)

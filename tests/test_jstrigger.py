@@ -16,7 +16,7 @@ import config
 import jsTrigger
 import reaper
 import browser
-from browser import Tuning
+from browser import Tuning, browser_env
 from demo.market import CoinValues, MarketServer
 from tests.fixtures_chromium import chromium, chromium_descendants  # noqa: F401 (fixture)
 
@@ -39,7 +39,9 @@ def market():
 
 
 def profiles() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "smartminer-chrome-*")))
+    """Our profile folders and the socket folders Chromium makes in TMPDIR."""
+    tmp = tempfile.gettempdir()
+    return set(glob.glob(os.path.join(tmp, "smartminer-chrome-*")) + glob.glob(os.path.join(tmp, "org.chromium.Chromium.*")))
 
 
 def nethash_of(html: str) -> str:
@@ -99,7 +101,7 @@ def load(driver, url: str) -> None:
     raise AssertionError(f"{url} did not load")
 
 
-def test_stealth_hides_webdriver_and_headless(chromium, market):
+def test_stealth_hides_webdriver_and_headless(chromium, market, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -109,7 +111,8 @@ def test_stealth_hides_webdriver_and_headless(chromium, market):
     plain.binary_location = config.settings().CHROME_BIN
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         plain.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(config.settings().CHROMEDRIVER_PATH), options=plain)
+    service = Service(config.settings().CHROMEDRIVER_PATH, env=browser_env(str(tmp_path)))
+    driver = webdriver.Chrome(service=service, options=plain)
     try:
         driver.get(market.url("monero"))
         assert driver.execute_script("return navigator.webdriver") is True
