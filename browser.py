@@ -13,7 +13,9 @@ What makes an analysis cheap here was measured (bench/bench_analysis.py --levers
   halves the browser process's work per page; timers and fetches run as usual;
 - images, media, fonts and ad/analytics hosts blocked through CDP (Network.setBlockedURLs), never the
   page's own scripts or data;
-- chromedriver (and so Chromium, which inherits it) started from a thread at BROWSER_NICE.
+- chromedriver (and so Chromium, which inherits it) started from a thread at BROWSER_NICE, and moved
+  into a cgroup of its own capped at BROWSER_CPUS cores where the machine allows it (cpu_cap.py: beside
+  a miner on every core, nice alone stalls the browser).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
 import config
+import cpu_cap
 import reaper
 from utils import log
 
@@ -203,6 +206,25 @@ def run_lowered(fn: Callable[[], None], nice: int, sched_idle: bool) -> None:
         raise errors[0]
 
 
+def cap_cpu(pid: int) -> str | None:
+    """Put chromedriver (pid) in the browser's CPU-capped cgroup; its folder, or None when off or not possible."""
+    cpus = config.settings().BROWSER_CPUS
+    if cpus <= 0:
+        return None
+    try:
+        return cpu_cap.confine(pid, cpus)
+    except cpu_cap.CapError as exc:
+        _uncapped(str(exc))
+        return None
+
+
+@functools.cache
+def _uncapped(reason: str) -> None:
+    """Say once per reason that the browser runs uncapped."""
+    log(f"[INFO] Browser CPU not capped at BROWSER_CPUS={config.settings().BROWSER_CPUS:g} ({reason}): "
+        f"it runs at nice {config.settings().BROWSER_NICE} only; in a container, cap the manager with compose's `cpus`")
+
+
 @functools.cache
 def _service_class() -> type:
     """chromedriver's Service, started at a low CPU priority and tracked by the reaper, with a quick
@@ -215,6 +237,7 @@ def _service_class() -> type:
             with reaper.spawning():  # no reaping pass between the fork and track()
                 run_lowered(lambda: Service._start_process(self, path), config.settings().BROWSER_NICE, self.tuning.sched_idle)
                 reaper.track(self.process)
+            cap_cpu(self.process.pid)  # before the session starts Chromium, which then inherits the group
 
         def send_remote_shutdown_command(self) -> None:
             try:
@@ -311,6 +334,8 @@ class Browser:
         kill_tree(list(self.procs.values()))
         self._release_driver()
         shutil.rmtree(self.profile_dir, ignore_errors=True)
+        if config.settings().BROWSER_CPUS > 0:
+            cpu_cap.release()  # refused while another browser of ours still runs in the group
 
     def cpu_wait(self) -> float:
         """Seconds the browser's threads have spent runnable but waiting for a CPU (their run delay in

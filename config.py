@@ -48,6 +48,7 @@ class Settings:
     PAGE_TIMEOUT: float = 30.0
     BROWSERS: int = 2
     BROWSER_NICE: int = 19  # Chromium and chromedriver run at this nice value: the miner's cycles come first
+    BROWSER_CPUS: float = 0.1  # the browser's CPU cap in cores, through a cgroup of its own (0: no cap)
     MINER_FEE: float = 0.01
     POWER_WATTS: float = 0.0
     ELECTRICITY_USD_KWH: float = 0.0
@@ -98,6 +99,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "HASHRATE_MIN_SECONDS": (10, 86400),
     "HISTORY_DAYS": (1, 3650),
     "BROWSER_NICE": (0, 19),
+    "BROWSER_CPUS": (0, 64),
     "FLEET_PARALLELISM": (0, 1000),
     "API_PORT": (1, 65535),
     "XMRIG_PORT": (1, 65535),

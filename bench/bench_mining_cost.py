@@ -2,21 +2,29 @@
 to back, against its hashrate just before and just after (XMRig alone).
 
 XMRig 6.16.0 (the test binary, `make xmrig`) mines RandomX in light mode on every core (--threads =
-cores) at normal priority against the pool stand-in (demo/pool.py). A window is --window seconds
-(>= 65): XMRig's own 60 s average, read at the window's end, covers only that window. Windows, in
-this order: idle, ours (BROWSER_NICE=19, the default), idle, the seed's approach (a fresh Chromium per
-page at normal priority, see bench_analysis.py), idle, ours at nice 0, idle, ours with SCHED_IDLE, idle.
-"Kept" = the window's hashrate / the mean of the idle windows on either side.
+cores) at normal priority against the pool stand-in (demo/pool.py). An idle window lasts --window
+seconds; a window of analyses lasts at least that long and until at least one whole analysis has
+finished (cut at --cap), since at nice 19 beside a busy miner one analysis can take minutes and its
+whole cost is what the miner pays. Hashrate is the mean of XMRig's 10 s averages sampled every 2 s
+from 10 s into the window, so it covers the whole window. Windows, in this order: idle, ours with its
+defaults (BROWSER_NICE=19, BROWSER_CPUS=0.1: a cgroup of its own capped at 0.1 core), idle, the
+seed's approach (a fresh Chromium per page at normal priority, see bench_analysis.py), idle, ours at
+nice 0 uncapped, idle, [ours with SCHED_IDLE, idle]. `--nices 19,10` runs ours uncapped at those
+nice values instead (what nice alone does beside a busy miner: it stalls the browser).
+"Kept" = the window's hashrate / the mean of the idle windows on either side; "hashes lost per
+analysis" = (idle - during) x the window's length / the analyses it finished.
 
 Arrangements:
 - host: XMRig and the analyses are processes on this machine;
 - containers (--containers): XMRig is the worker container (Docker's default CPU weight, 1024) and
-  the analyses run in a manager container with a low weight (cpu_shares 128), a quota of 0.2 CPU
-  (as docker-compose.yml sets), or both; the seed's approach with neither. Both containers run on a
+  the analyses run in a manager container with a quota of 0.2 CPU (as docker-compose.yml sets) or,
+  with --weights, a low weight (cpu_shares 128) alone and with the quota; the seed's approach with
+  neither. The manager container is unprivileged, so the browser's own cap cannot be made there
+  (BROWSER_CPUS falls back to nice): the container's quota is what holds it. Both containers run on a
   private dockerd; the manager container runs this machine's Python, venv and Chromium through
   read-only bind mounts (no registry here to build the real image from).
 
-    .venv/bin/python bench/bench_mining_cost.py [--window 70] [--containers] [--host]
+    .venv/bin/python bench/bench_mining_cost.py [--window 70] [--cap 600] [--containers] [--no-host] [--sched-idle]
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -34,11 +43,17 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import docker  # noqa: E402
+
 import config  # noqa: E402
 import jsTrigger  # noqa: E402
 import reaper  # noqa: E402
+from bench.bench_analysis import seed_process_urls  # noqa: E402
 from bench.measure import ROOT, MarketProcess, load1  # noqa: E402
 from browser import Tuning  # noqa: E402
+from demo.dockerd import build_standin_image, build_xmrig_image, light_xmrig_config, start_private_dockerd  # noqa: E402
+from demo.fetch_xmrig import binary_path  # noqa: E402
+from demo.pool import StratumPool  # noqa: E402
 
 WALLET = "4BENCHWALLET0123456789abcdef"
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -50,7 +65,8 @@ class Loop:
     analyses: int = 0  # finished within the window
     pages: int = 0  # of the analyses finished within the window
     rendered: int = 0
-    walls: list[float] = field(default_factory=list)  # every analysis's wall time, the last one's too
+    walls: list[float] = field(default_factory=list)  # each counted analysis's wall time
+    seconds: float = 0.0  # how long the analyses ran, the cut one included
 
     def median_wall(self) -> float:
         ordered = sorted(self.walls)
@@ -60,44 +76,46 @@ class Loop:
 def analyse_once(approach: str, urls: list[str], abort: threading.Event) -> int:
     """One analysis; how many pages were rendered."""
     if approach == "seed":
-        from bench.bench_analysis import seed_process_urls
-
         return sum(1 for h in seed_process_urls(urls).values() if "H/s</span>" in h)
     tuning = Tuning(sched_idle=approach == "ours-idle")
     return sum(1 for r in jsTrigger.process_urls(urls, abort=abort, tuning=tuning).values() if r.ok)
 
 
-def loop(approach: str, urls: list[str], seconds: float) -> Loop:
-    """Analyses back to back until `seconds` have passed. Ours is aborted at the window's end (the
-    daemon's shutdown path); the seed's approach has no abort and finishes its last analysis."""
+def loop(approach: str, urls: list[str], seconds: float, cap: float) -> Loop:
+    """Analyses back to back for at least `seconds` and at least one whole analysis: at nice 19 beside a
+    busy miner one analysis can outlast a fixed window, and its whole cost is what the miner pays. At
+    `cap` seconds ours is aborted (the daemon's shutdown path; the seed's approach has no abort and
+    finishes its page); an analysis cut by the cap is not counted."""
     out = Loop()
-    end = time.monotonic() + seconds
+    start = time.monotonic()
     abort = threading.Event()
-    timer = threading.Timer(seconds, abort.set)
+    timer = threading.Timer(cap, abort.set)
     timer.start()
-    while time.monotonic() < end:
+    while not abort.is_set():
         started = time.monotonic()
         ok = analyse_once(approach, urls, abort)
-        if time.monotonic() <= end:  # the last one, cut short or finished after the window, is not counted
-            out.analyses += 1
-            out.pages += len(urls)
-            out.rendered += ok
-            out.walls.append(time.monotonic() - started)
-        elif not out.walls and not abort.is_set():
-            out.walls.append(time.monotonic() - started)  # the only one, longer than the window
+        if abort.is_set():
+            break
+        out.analyses += 1
+        out.pages += len(urls)
+        out.rendered += ok
+        out.walls.append(time.monotonic() - started)
+        if time.monotonic() - start >= seconds:
+            break
     timer.cancel()
+    out.seconds = time.monotonic() - start
     return out
 
 
 def loop_main(args: argparse.Namespace) -> int:
     """The manager container's command: analyses back to back, the figures as JSON in --out."""
     config.set_settings(config.load_settings(environ={}, env_file=None))
-    config.override(BROWSER_NICE=args.nice)
+    config.override(BROWSER_NICE=args.nice, BROWSER_CPUS=args.cpus)  # the cap needs a writable cgroup: not in this container
     stop = threading.Event()
     reaper.start(stop)  # PID 1 of its container: Chromium's orphans are ours
     with open(args.urls, encoding="utf-8") as fh:
         urls = [line.strip() for line in fh if line.strip()]
-    result = loop(args.approach, urls, args.seconds)
+    result = loop(args.approach, urls, args.seconds, args.cap)
     stop.set()
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(result.__dict__, fh)
@@ -106,8 +124,6 @@ def loop_main(args: argparse.Namespace) -> int:
 
 # --- XMRig -----------------------------------------------------------------------------------------
 def xmrig_config(http_port: int) -> dict:
-    from demo.dockerd import light_xmrig_config
-
     cfg = light_xmrig_config(os.path.join(ROOT, "json", "config.json"), http_port)
     cfg["randomx"].update({"rdmsr": False, "wrmsr": False})  # never touch this shared machine's MSRs
     cfg["http"]["restricted"] = True
@@ -135,14 +151,14 @@ def wait_hashing(port: int, timeout: float = 120) -> None:
 @dataclass
 class Window:
     name: str
-    h60: float  # XMRig's 60 s average at the window's end
-    h10_mean: float  # mean of its 10 s averages sampled from 10 s into the window
+    h10_mean: float  # mean of XMRig's 10 s averages sampled every 2 s from 10 s in: the whole window
+    h60: float  # XMRig's 60 s average at the window's end (for reference: it sees the last minute only)
     load: float  # 1-minute load average at the window's end
     run: Loop | None = None
 
 
 def window(name: str, port: int, seconds: float, work=None) -> Window:
-    """`seconds` of XMRig with `work()` running beside it (in a thread) or alone."""
+    """XMRig alone for `seconds`, or beside `work()` (in a thread) for as long as the work runs."""
     result: list[Loop] = []
     thread = None
     if work is not None:
@@ -150,44 +166,50 @@ def window(name: str, port: int, seconds: float, work=None) -> Window:
         thread.start()
     start = time.monotonic()
     samples = []
-    while time.monotonic() - start < seconds:
+    while (thread.is_alive() if thread is not None else time.monotonic() - start < seconds):
         time.sleep(2)
         if time.monotonic() - start >= 10:
             samples.append(hashrate(port)[0] or 0.0)
     h60 = hashrate(port)[1] or 0.0
     load = load1()
-    if thread is not None:
-        thread.join()
-    w = Window(name, h60, sum(samples) / max(1, len(samples)), load, result[0] if result else None)
-    print(f"  {name:28} 60 s avg {w.h60:6.1f} H/s  10 s mean {w.h10_mean:6.1f}  load {load:.2f}"
-          + (f"  analyses finished in the window {w.run.analyses} ({w.run.rendered}/{w.run.pages} pages rendered), "
+    w = Window(name, sum(samples) / max(1, len(samples)), h60, load, result[0] if result else None)
+    print(f"  {name:34} {time.monotonic() - start:5.0f} s  10 s mean {w.h10_mean:6.1f} H/s  60 s avg {w.h60:6.1f}  load {load:.2f}"
+          + (f"  analyses {w.run.analyses} ({w.run.rendered}/{w.run.pages} pages rendered), "
              f"each {w.run.median_wall():.1f} s (median)" if w.run else ""), flush=True)
     return w
 
 
-def report(windows: list[Window], seconds: float) -> None:
-    print("  kept (the window's 60 s average / the mean of the idle windows beside it); hashes lost per analysis")
-    print("  = (idle - during) x an analysis's median wall time:")
+def report(windows: list[Window]) -> None:
+    print("  kept = the window's mean hashrate / the mean of the idle windows on either side;")
+    print("  hashes lost per analysis = (idle - during) x the window's length / the analyses it finished:")
     for i, w in enumerate(windows):
         if w.run is None:
             continue
-        idle = (windows[i - 1].h60 + windows[i + 1].h60) / 2
-        took = f"an analysis takes {w.run.median_wall():.1f} s" if w.run.walls else f"no analysis finished in {seconds:g} s"
-        per = f"~{(idle - w.h60) * w.run.median_wall():,.0f} hashes lost per analysis" if w.run.walls else "hashes lost per analysis: unbounded"
-        print(f"    {w.name:44} kept {w.h60 / idle:5.3f}  (idle {idle:.1f} H/s, during {w.h60:.1f}; {took}, "
-              f"{w.run.rendered}/{w.run.pages} pages rendered; {per})")
+        idle = (windows[i - 1].h10_mean + windows[i + 1].h10_mean) / 2
+        if w.run.analyses:
+            cost = (f"an analysis takes {w.run.median_wall():.1f} s; "
+                    f"~{(idle - w.h10_mean) * w.run.seconds / w.run.analyses:,.0f} hashes lost per analysis")
+        else:
+            cost = f"no analysis finished in {w.run.seconds:.0f} s"
+        print(f"    {w.name:44} kept {w.h10_mean / idle:5.3f}  (idle {idle:.1f} H/s, during {w.h10_mean:.1f}; {cost}; "
+              f"{w.run.rendered}/{w.run.pages} pages rendered)")
 
 
 # --- the arrangements ------------------------------------------------------------------------------
-SCHEDULE = (("ours (nice 19)", "ours", 19), ("seed approach (nice 0)", "seed", 0), ("ours at nice 0", "ours", 0))
+# (label, approach, BROWSER_NICE, BROWSER_CPUS)
+SCHEDULE = (("ours (defaults: nice 19, capped 0.1 core)", "ours", 19, 0.1), ("seed approach (nice 0)", "seed", 0, 0.0),
+            ("ours at nice 0, uncapped", "ours", 0, 0.0))
 
 
 def nice_schedule(values: list[int]) -> tuple:
-    return tuple((f"ours at nice {n}", "ours", n) for n in values) + (("seed approach (nice 0)", "seed", 0),)
-SCHED_IDLE = ("ours nice 19 + SCHED_IDLE", "ours-idle", 19)
+    """Ours at each nice without the cap (what nice alone does), then the seed's approach."""
+    return tuple((f"ours at nice {n}, uncapped", "ours", n, 0.0) for n in values) + (("seed approach (nice 0)", "seed", 0, 0.0),)
 
 
-def host(seconds: float, binary: str, market: MarketProcess, pool_address: str, threads: int, schedule: tuple) -> None:
+SCHED_IDLE = ("ours nice 19 + SCHED_IDLE, capped 0.1", "ours-idle", 19, 0.1)
+
+
+def host(seconds: float, cap: float, binary: str, market: MarketProcess, pool_address: str, threads: int, schedule: tuple) -> None:
     print(f"\n== host: XMRig ({threads} threads, light mode, nice 0) and the analyses as processes ==")
     work = tempfile.mkdtemp(prefix="smartminer-bench-")
     port = _free_port()
@@ -202,11 +224,11 @@ def host(seconds: float, binary: str, market: MarketProcess, pool_address: str, 
         wait_hashing(port)
         time.sleep(20)  # past the start-up: the 60 s average settles
         windows = [window("idle", port, seconds)]
-        for name, approach, nice in schedule:
-            config.override(BROWSER_NICE=nice)
-            windows.append(window(name, port, seconds, lambda a=approach: loop(a, urls, seconds)))
+        for name, approach, nice, cpus in schedule:
+            config.override(BROWSER_NICE=nice, BROWSER_CPUS=cpus)
+            windows.append(window(name, port, seconds, lambda a=approach: loop(a, urls, seconds, cap)))
             windows.append(window("idle", port, seconds))
-        report(windows, seconds)
+        report(windows)
     finally:
         xmrig.terminate()
         xmrig.wait(20)
@@ -214,17 +236,14 @@ def host(seconds: float, binary: str, market: MarketProcess, pool_address: str, 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def containers(seconds: float, binary: str, market: MarketProcess, pool_address: str, threads: int) -> None:
-    import docker
-
-    from demo.dockerd import build_standin_image, build_xmrig_image, start_private_dockerd
-
+def containers(seconds: float, cap: float, binary: str, market: MarketProcess, pool_address: str, threads: int,
+               schedule: tuple) -> None:
     print(f"\n== containers: worker (XMRig, {threads} threads, cpu_shares default 1024) and manager on a private dockerd ==")
     base = tempfile.mkdtemp(prefix="smd-", dir="/tmp")
     engine = start_private_dockerd(base)
     work = tempfile.mkdtemp(prefix="smartminer-bench-", dir="/tmp")
     try:
-        client = docker.DockerClient(base_url=engine.url, timeout=int(seconds) + 900)  # wait() outlasts a starved analysis
+        client = docker.DockerClient(base_url=engine.url, timeout=int(cap) + 900)  # wait() outlasts a starved analysis
         build_xmrig_image(client, "smartminer_xmrig:bench", binary)
         build_standin_image(client, "smartminer_manager:bench")
         port = _free_port()
@@ -233,7 +252,7 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
         with open(os.path.join(work, "urls.txt"), "w", encoding="utf-8") as fh:
             fh.write("\n".join(market.urls()) + "\n")
         worker = client.containers.run(
-            "smartminer_xmrig:bench", [f"--config=/config.json", "-o", pool_address, "-u", WALLET, "-p", "x", f"--threads={threads}"],
+            "smartminer_xmrig:bench", ["--config=/config.json", "-o", pool_address, "-u", WALLET, "-p", "x", f"--threads={threads}"],
             name="bench_worker", network_mode="host", detach=True,
             volumes={os.path.join(work, "config.json"): {"bind": "/config.json", "mode": "ro"}})
         try:
@@ -241,11 +260,11 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
             wait_hashing(port)
             time.sleep(20)
             windows = [window("idle", port, seconds)]
-            for label, approach, nice, shares, cpus in CONTAINER_SCHEDULE:
+            for label, approach, nice, shares, cpus in schedule:
                 windows.append(window(label, port, seconds,
-                                      lambda a=approach, n=nice, s=shares, c=cpus: manager_loop(client, work, a, n, s, c, seconds)))
+                                      lambda a=approach, n=nice, s=shares, c=cpus: manager_loop(client, work, a, n, s, c, seconds, cap)))
                 windows.append(window("idle", port, seconds))
-            report(windows, seconds)
+            report(windows)
         finally:
             worker.remove(force=True)
     finally:
@@ -256,14 +275,16 @@ def containers(seconds: float, binary: str, market: MarketProcess, pool_address:
 
 # (label, approach, BROWSER_NICE, manager cpu_shares, manager cpus (0: no quota))
 CONTAINER_SCHEDULE = (
-    ("ours, manager cpu_shares 128", "ours", 19, 128, 0.0),
-    ("ours, manager cpus 0.2", "ours", 19, 1024, 0.2),
-    ("ours, cpu_shares 128 + cpus 0.2", "ours", 19, 128, 0.2),
+    ("ours, manager cpus 0.2 (compose)", "ours", 19, 1024, 0.2),
     ("seed approach, default weight", "seed", 0, 1024, 0.0),
+)
+WEIGHT_SCHEDULE = (  # --weights: a low CPU weight instead of (or with) the quota
+    ("ours, manager cpu_shares 128", "ours", 19, 128, 0.0),
+    ("ours, cpu_shares 128 + cpus 0.2", "ours", 19, 128, 0.2),
 )
 
 
-def manager_loop(client, work: str, approach: str, nice: int, shares: int, cpus: float, seconds: float) -> Loop:
+def manager_loop(client, work: str, approach: str, nice: int, shares: int, cpus: float, seconds: float, cap: float) -> Loop:
     """Analyses back to back inside a manager container with `shares` CPU weight and a `cpus` quota."""
     out = os.path.join(work, f"loop-{time.monotonic_ns()}.json")
     python_home = os.path.dirname(os.path.dirname(os.path.realpath(VENV_PYTHON)))  # the interpreter the venv uses
@@ -271,7 +292,7 @@ def manager_loop(client, work: str, approach: str, nice: int, shares: int, cpus:
              if os.path.exists(p)}
     binds[work] = {"bind": work, "mode": "rw"}
     cmd = [VENV_PYTHON, os.path.join(ROOT, "bench", "bench_mining_cost.py"), "loop", "--approach", approach,
-           "--nice", str(nice), "--seconds", str(seconds), "--urls", os.path.join(work, "urls.txt"), "--out", out]
+           "--nice", str(nice), "--seconds", str(seconds), "--cap", str(cap), "--urls", os.path.join(work, "urls.txt"), "--out", out]
     limits = {"nano_cpus": int(cpus * 1e9)} if cpus else {}
     container = client.containers.run("smartminer_manager:bench", cmd, entrypoint=[], network_mode="host", detach=True,
                                       cpu_shares=shares, volumes=binds, tmpfs={"/tmp": ""}, working_dir=ROOT,
@@ -280,7 +301,7 @@ def manager_loop(client, work: str, approach: str, nice: int, shares: int, cpus:
         time.sleep(1)
         print(f"    manager cgroup: cpu.shares {cgroup_value(container.id, 'cpu.shares')}, "
               f"cpu.cfs_quota_us {cgroup_value(container.id, 'cpu.cfs_quota_us')}", flush=True)
-        status = container.wait(timeout=seconds + 300)
+        status = container.wait(timeout=cap + 300)
         if status.get("StatusCode") != 0:
             print(container.logs(tail=20).decode(errors="replace"))
             return Loop()
@@ -302,8 +323,6 @@ def cgroup_value(container_id: str, name: str) -> str:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -315,20 +334,21 @@ def main() -> int:
     lp = sub.add_parser("loop", help="(the manager container's command) analyses back to back")
     lp.add_argument("--approach", default="ours")
     lp.add_argument("--nice", type=int, default=19)
+    lp.add_argument("--cpus", type=float, default=0.1)
     lp.add_argument("--seconds", type=float, default=70)
+    lp.add_argument("--cap", type=float, default=600)
     lp.add_argument("--urls", required=True)
     lp.add_argument("--out", required=True)
-    parser.add_argument("--window", type=float, default=70)
+    parser.add_argument("--window", type=float, default=70, help="idle windows, and the least a window of analyses lasts")
+    parser.add_argument("--cap", type=float, default=600, help="a window of analyses is cut here (ours aborted)")
     parser.add_argument("--containers", action="store_true", help="the two-container arrangement too")
     parser.add_argument("--no-host", action="store_true", help="skip the host arrangement")
+    parser.add_argument("--weights", action="store_true", help="containers: also a low cpu_shares, alone and with the quota")
     parser.add_argument("--sched-idle", action="store_true", help="also ours with SCHED_IDLE (host)")
     parser.add_argument("--nices", help="host: ours at these BROWSER_NICE values (comma-separated) and the seed, instead of the default schedule")
     args = parser.parse_args()
     if args.command == "loop":
         return loop_main(args)
-    from demo.fetch_xmrig import binary_path
-    from demo.pool import StratumPool
-
     config.set_settings(config.load_settings(environ={}, env_file=None))
     binary = binary_path()
     if not os.access(binary, os.X_OK):
@@ -342,9 +362,10 @@ def main() -> int:
     try:
         if not args.no_host:
             schedule = nice_schedule([int(n) for n in args.nices.split(",")]) if args.nices else SCHEDULE
-            host(args.window, binary, market, pool.address, threads, schedule + ((SCHED_IDLE,) if args.sched_idle else ()))
+            host(args.window, args.cap, binary, market, pool.address, threads, schedule + ((SCHED_IDLE,) if args.sched_idle else ()))
         if args.containers:
-            containers(args.window, binary, market, pool.address, threads)
+            containers(args.window, args.cap, binary, market, pool.address, threads,
+                       CONTAINER_SCHEDULE + (WEIGHT_SCHEDULE if args.weights else ()))
     finally:
         reaper_stop.set()
         market.close()

@@ -94,14 +94,18 @@ class Tree:
             out.append(p)
         return out
 
-    def settle(self, timeout: float = 20.0) -> int:
-        """Wait until every descendant has exited; collect the zombies. Returns how many there were."""
+    def wait_exited(self, timeout: float = 20.0) -> None:
+        """Wait until every descendant has exited (or is a zombie)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             alive = [p for p in self.descendants() if _status(p) not in (psutil.STATUS_ZOMBIE, None)]
             if not alive:
-                break
+                return
             time.sleep(0.05)
+
+    def settle(self, timeout: float = 20.0) -> int:
+        """Wait until every descendant has exited; collect the zombies. Returns how many there were."""
+        self.wait_exited(timeout)
         zombies = [p.pid for p in psutil.Process().children() if p.pid not in self.keep and _status(p) == psutil.STATUS_ZOMBIE]
         for pid in zombies:
             try:

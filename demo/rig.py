@@ -207,6 +207,7 @@ def rig_env(workdir: str, **overrides: str) -> dict[str, str]:
         WORKER_PRIVILEGED="false",
         STOP_TIMEOUT="3",
         PAGE_TIMEOUT="20",
+        BROWSER_CPUS="0",  # no miner on every core here: a capped browser would only slow the tests down
         HOURS_INTERVAL="1",
         DC_API_KEY="",
         DC_USER_ID="",

@@ -109,8 +109,10 @@ def _fast_tier_guard(request):
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    """Each test starts from default settings and a clean run state."""
+    """Each test starts from default settings and a clean run state. The browser runs uncapped
+    (BROWSER_CPUS=0): no miner competes here, and tests/test_cpu_cap.py tests the cap itself."""
     config.set_settings(config.load_settings(environ={}, env_file=None))
+    config.override(BROWSER_CPUS=0)
     config.reset_state()
     utils.incidents = utils.Incidents()
     yield
