@@ -232,12 +232,13 @@ def _service_class() -> type:
 
     class LowPriorityService(Service):
         tuning: Tuning = Tuning()
+        cap_group: str | None = None  # the cgroup capping the browser's CPU, when one was made
 
         def _start_process(self, path: str) -> None:
             with reaper.spawning():  # no reaping pass between the fork and track()
                 run_lowered(lambda: Service._start_process(self, path), config.settings().BROWSER_NICE, self.tuning.sched_idle)
                 reaper.track(self.process)
-            cap_cpu(self.process.pid)  # before the session starts Chromium, which then inherits the group
+            self.cap_group = cap_cpu(self.process.pid)  # before the session starts Chromium, which inherits it
 
         def send_remote_shutdown_command(self) -> None:
             try:
@@ -262,6 +263,7 @@ class Browser:
     procs: dict = field(default_factory=dict)  # pid -> psutil.Process (which guards against pid reuse)
     user_agent: str = ""
     free: list[str] = field(default_factory=list)  # tabs ready for the next page (the start tab first)
+    cap_group: str | None = None  # its CPU-capped cgroup (cpu_cap), if any
 
     def remember_tree(self) -> None:
         """Note chromedriver's and Chromium's processes, so they can be killed even after the driver is gone."""
@@ -339,8 +341,9 @@ class Browser:
 
     def cpu_wait(self) -> float:
         """Seconds the browser's threads have spent runnable but waiting for a CPU (their run delay in
-        /proc/PID/task/TID/schedstat), summed over every thread alive now. At BROWSER_NICE 19 next to a
-        miner on every core this grows about as fast as the clock: the browser is being held back."""
+        /proc/PID/task/TID/schedstat), summed over every thread alive now, plus the time its capped
+        cgroup was throttled. At BROWSER_NICE 19 next to a miner on every core, or at its BROWSER_CPUS
+        cap, this grows about as fast as the clock: the browser is being held back."""
         self.remember_tree()
         total = 0
         for pid in list(self.procs):
@@ -354,7 +357,17 @@ class Browser:
                         total += int(fh.read().split()[1])
                 except (OSError, ValueError, IndexError):
                     continue
-        return total / 1e9
+        return total / 1e9 + self._throttled()
+
+    def _throttled(self) -> float:
+        """Seconds the kernel held the browser's capped group back at its quota. The scheduler may take
+        throttled threads off the run queue, so their run delay need not show it."""
+        if not self.cap_group:
+            return 0.0
+        try:
+            return cpu_cap.throttled_seconds(self.cap_group)
+        except (OSError, ValueError):
+            return 0.0
 
     def kill(self) -> None:
         """Stop it now, from another thread: any call the worker is blocked in fails at once."""
@@ -428,7 +441,7 @@ def start(tuning: Tuning | None = None) -> Browser:
     except Exception as exc:
         shutil.rmtree(profile, ignore_errors=True)
         raise BrowserError(f"browser failed to start: {short(exc)}") from None
-    browser = Browser(driver, profile, tuning)
+    browser = Browser(driver, profile, tuning, cap_group=service.cap_group)
     browser.remember_tree()
     try:
         browser.user_agent = desktop_user_agent(driver.execute_cdp_cmd("Browser.getVersion", {})["userAgent"])

@@ -48,7 +48,7 @@ class Settings:
     PAGE_TIMEOUT: float = 30.0
     BROWSERS: int = 2
     BROWSER_NICE: int = 19  # Chromium and chromedriver run at this nice value: the miner's cycles come first
-    BROWSER_CPUS: float = 0.1  # the browser's CPU cap in cores, through a cgroup of its own (0: no cap)
+    BROWSER_CPUS: float = 0.2  # the browser's CPU cap in cores, through a cgroup of its own (0: no cap)
     MINER_FEE: float = 0.01
     POWER_WATTS: float = 0.0
     ELECTRICITY_USD_KWH: float = 0.0

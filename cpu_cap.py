@@ -149,10 +149,24 @@ def release() -> None:
         pass
 
 
-def throttled(group: str) -> int:
-    """How many periods the kernel has held the group back at its quota (cpu.stat nr_throttled)."""
+def cpu_stat(group: str) -> dict[str, int]:
+    """The group's cpu.stat counters."""
+    out = {}
     for line in _read(os.path.join(group, "cpu.stat")).splitlines():
         name, _, value = line.partition(" ")
-        if name == "nr_throttled":
-            return int(value)
-    return 0
+        out[name] = int(value)
+    return out
+
+
+def throttled(group: str) -> int:
+    """How many periods the kernel has held the group back at its quota (cpu.stat nr_throttled)."""
+    return cpu_stat(group).get("nr_throttled", 0)
+
+
+def throttled_seconds(group: str) -> float:
+    """How long the group was held back at its quota, summed over CPUs (v1 throttled_time in ns,
+    v2 throttled_usec)."""
+    stat = cpu_stat(group)
+    if "throttled_usec" in stat:
+        return stat["throttled_usec"] / 1e6
+    return stat.get("throttled_time", 0) / 1e9

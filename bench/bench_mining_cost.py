@@ -7,7 +7,7 @@ seconds; a window of analyses lasts at least that long and until at least one wh
 finished (cut at --cap), since at nice 19 beside a busy miner one analysis can take minutes and its
 whole cost is what the miner pays. Hashrate is the mean of XMRig's 10 s averages sampled every 2 s
 from 10 s into the window, so it covers the whole window. Windows, in this order: idle, ours with its
-defaults (BROWSER_NICE=19, BROWSER_CPUS=0.1: a cgroup of its own capped at 0.1 core), idle, the
+defaults (BROWSER_NICE=19, BROWSER_CPUS=0.2: a cgroup of its own capped at 0.2 core), idle, the
 seed's approach (a fresh Chromium per page at normal priority, see bench_analysis.py), idle, ours at
 nice 0 uncapped, idle, [ours with SCHED_IDLE, idle]. `--nices 19,10` runs ours uncapped at those
 nice values instead (what nice alone does beside a busy miner: it stalls the browser).
@@ -197,7 +197,7 @@ def report(windows: list[Window]) -> None:
 
 # --- the arrangements ------------------------------------------------------------------------------
 # (label, approach, BROWSER_NICE, BROWSER_CPUS)
-SCHEDULE = (("ours (defaults: nice 19, capped 0.1 core)", "ours", 19, 0.1), ("seed approach (nice 0)", "seed", 0, 0.0),
+SCHEDULE = (("ours (defaults: nice 19, capped 0.2 core)", "ours", 19, 0.2), ("seed approach (nice 0)", "seed", 0, 0.0),
             ("ours at nice 0, uncapped", "ours", 0, 0.0))
 
 
@@ -206,7 +206,7 @@ def nice_schedule(values: list[int]) -> tuple:
     return tuple((f"ours at nice {n}, uncapped", "ours", n, 0.0) for n in values) + (("seed approach (nice 0)", "seed", 0, 0.0),)
 
 
-SCHED_IDLE = ("ours nice 19 + SCHED_IDLE, capped 0.1", "ours-idle", 19, 0.1)
+SCHED_IDLE = ("ours nice 19 + SCHED_IDLE, capped 0.2", "ours-idle", 19, 0.2)
 
 
 def host(seconds: float, cap: float, binary: str, market: MarketProcess, pool_address: str, threads: int, schedule: tuple) -> None:
@@ -334,7 +334,7 @@ def main() -> int:
     lp = sub.add_parser("loop", help="(the manager container's command) analyses back to back")
     lp.add_argument("--approach", default="ours")
     lp.add_argument("--nice", type=int, default=19)
-    lp.add_argument("--cpus", type=float, default=0.1)
+    lp.add_argument("--cpus", type=float, default=0.2)
     lp.add_argument("--seconds", type=float, default=70)
     lp.add_argument("--cap", type=float, default=600)
     lp.add_argument("--urls", required=True)

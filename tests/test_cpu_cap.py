@@ -81,6 +81,8 @@ def test_the_browser_runs_in_its_capped_group_the_kernel_holds_it_there_and_the_
             time.sleep(0.2)
         assert b.driver.title == "done"
         assert cpu_cap.throttled(group) > 0
+        # Time held back at the quota counts as waiting for CPU: page deadlines move on by it.
+        assert b.cpu_wait() >= cpu_cap.throttled_seconds(group) > 0
     finally:
         b.close()
     assert not os.path.exists(group)  # removed with the last browser in it

@@ -45,6 +45,8 @@ def test_compose_file_is_accepted_and_complete(compose_config):
     assert manager["environment"]["HOST_JSON_PATH"] == f"{work}/json"
     assert manager["environment"]["PIPE_PATH"] == "/run/smartminer/miner_comm"
     assert manager["logging"]["options"]["max-size"]
+    assert manager["init"] is True  # an init reaps Chromium's orphans (issue 13)
+    assert 0 < float(manager["cpus"]) <= 0.2  # mining comes first: the manager's quota
     worker = cfg["services"]["worker"]
     assert worker["image"] == "smartminer_worker_img:latest"
     assert worker["build"]["context"].endswith("worker")
@@ -56,6 +58,7 @@ def test_manager_image_uses_debian_chromium_and_a_healthcheck():
     assert "HEALTHCHECK" in text and '"healthcheck.py"' in text
     assert "COPY web/ ./web/" in text  # the dashboard's page and its vendored chart library
     assert "CHROMEDRIVER_PATH=/usr/bin/chromedriver" in text
+    assert 'ENTRYPOINT ["/usr/bin/tini", "-s", "--"]' in text  # PID 1 reaps, under `docker run` and Swarm too
     for download in ("wget", "curl", "webdriver-manager", "chromedriver.storage"):
         assert download not in text
 
