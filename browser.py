@@ -336,8 +336,8 @@ class Browser:
         kill_tree(list(self.procs.values()))
         self._release_driver()
         shutil.rmtree(self.profile_dir, ignore_errors=True)
-        if config.settings().BROWSER_CPUS > 0:
-            cpu_cap.release()  # refused while another browser of ours still runs in the group
+        if self.cap_group:
+            cpu_cap.release(self.cap_group)  # refused while another browser of ours still runs in the group
 
     def cpu_wait(self) -> float:
         """Seconds the browser's threads have spent runnable but waiting for a CPU (their run delay in

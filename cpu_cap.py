@@ -141,10 +141,10 @@ def confine(pid: int, cpus: float) -> str:
     return group
 
 
-def release() -> None:
+def release(group: str) -> None:
     """Remove the browser's group once no process is left in it (the kernel refuses otherwise)."""
     try:
-        os.rmdir(group_dir(hierarchy()))
+        os.rmdir(group)
     except OSError:
         pass
 
