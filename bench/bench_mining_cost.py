@@ -179,6 +179,17 @@ def window(name: str, port: int, seconds: float, work=None) -> Window:
     return w
 
 
+def alternate(port: int, seconds: float, works: list[tuple[str, object]]) -> list[Window]:
+    """Past XMRig's start-up, an idle window, then each (label, work) window followed by another idle one."""
+    wait_hashing(port)
+    time.sleep(20)  # past the start-up: the 60 s average settles
+    windows = [window("idle", port, seconds)]
+    for label, work in works:
+        windows.append(window(label, port, seconds, work))
+        windows.append(window("idle", port, seconds))
+    return windows
+
+
 def report(windows: list[Window]) -> None:
     print("  kept = the window's mean hashrate / the mean of the idle windows on either side;")
     print("  hashes lost per analysis = (idle - during) x the window's length / the analyses it finished:")
@@ -220,15 +231,13 @@ def host(seconds: float, cap: float, binary: str, market: MarketProcess, pool_ad
     xmrig = subprocess.Popen([binary, f"--config={cfg_path}", "-o", pool_address, "-u", WALLET, "-p", "x",
                               f"--threads={threads}", "--no-color"], stdout=log, stderr=subprocess.STDOUT)
     urls = market.urls()
+
+    def work(approach: str, nice: int, cpus: float) -> Loop:
+        config.override(BROWSER_NICE=nice, BROWSER_CPUS=cpus)
+        return loop(approach, urls, seconds, cap)
+
     try:
-        wait_hashing(port)
-        time.sleep(20)  # past the start-up: the 60 s average settles
-        windows = [window("idle", port, seconds)]
-        for name, approach, nice, cpus in schedule:
-            config.override(BROWSER_NICE=nice, BROWSER_CPUS=cpus)
-            windows.append(window(name, port, seconds, lambda a=approach: loop(a, urls, seconds, cap)))
-            windows.append(window("idle", port, seconds))
-        report(windows)
+        report(alternate(port, seconds, [(name, lambda a=a, n=n, c=c: work(a, n, c)) for name, a, n, c in schedule]))
     finally:
         xmrig.terminate()
         xmrig.wait(20)
@@ -257,14 +266,9 @@ def containers(seconds: float, cap: float, binary: str, market: MarketProcess, p
             volumes={os.path.join(work, "config.json"): {"bind": "/config.json", "mode": "ro"}})
         try:
             print(f"  worker cgroup: cpu.shares {cgroup_value(worker.id, 'cpu.shares')}")
-            wait_hashing(port)
-            time.sleep(20)
-            windows = [window("idle", port, seconds)]
-            for label, approach, nice, shares, cpus in schedule:
-                windows.append(window(label, port, seconds,
-                                      lambda a=approach, n=nice, s=shares, c=cpus: manager_loop(client, work, a, n, s, c, seconds, cap)))
-                windows.append(window("idle", port, seconds))
-            report(windows)
+            report(alternate(port, seconds, [
+                (label, lambda a=a, n=n, s=s, c=c: manager_loop(client, work, a, n, s, c, seconds, cap))
+                for label, a, n, s, c in schedule]))
         finally:
             worker.remove(force=True)
     finally:
@@ -349,6 +353,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "loop":
         return loop_main(args)
+    if args.window < 12:
+        parser.error("--window must be at least 12 s: hashrate samples start 10 s into a window")
     config.set_settings(config.load_settings(environ={}, env_file=None))
     binary = binary_path()
     if not os.access(binary, os.X_OK):
