@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import subprocess
-from typing import Any
-
-from typing import Callable, TypeVar
+import time
+from typing import Any, Callable, TypeVar
 
 import pytest
 
